@@ -1,0 +1,400 @@
+//! `kring.v1.Audit`, for privacy officers. Every review is itself audited before it answers.
+//! Proofs and exports are bounded by the durable log, so nothing served can be lost later.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use super::call::{Call, Calls};
+use super::convert;
+use super::error::ApiError;
+use super::proto;
+use super::signals::ZeroizeBsns;
+use crate::audit::verify::{self, Verifier};
+use crate::audit::{NoteVerifier, event, merkle, search};
+use crate::auth::Capability;
+use crate::domain::{Action, EventDraft, Pseudonym, Purpose};
+use crate::ledger::{Ledger, store_hashes};
+use crate::pseudonym::Pseudonymiser;
+
+const EXPORT_CHUNK: u64 = 256;
+const CHECKPOINT_PAGE: usize = 1000;
+
+#[derive(Debug, Clone)]
+pub struct AuditApi {
+    calls: Calls,
+    pseudonymiser: Arc<dyn Pseudonymiser>,
+    own_key: NoteVerifier,
+}
+
+impl AuditApi {
+    pub fn new(
+        calls: Calls,
+        pseudonymiser: Arc<dyn Pseudonymiser>,
+        own_key: NoteVerifier,
+    ) -> AuditApi {
+        AuditApi {
+            calls,
+            pseudonymiser,
+            own_key,
+        }
+    }
+
+    fn ledger(&self) -> &Arc<Ledger> {
+        self.calls.ledger()
+    }
+
+    async fn begin(&self, metadata: &tonic::metadata::MetadataMap, action: Action) -> Result<Call, Status> {
+        self.calls
+            .begin(metadata, action, Capability::ReviewAudit)
+            .await
+    }
+
+    /// Records the review before its result goes out.
+    async fn record(
+        &self,
+        call: &Call,
+        subjects: Vec<Pseudonym>,
+        object: String,
+        reason: Option<String>,
+    ) -> Result<(), ApiError> {
+        let mut draft = EventDraft::new(
+            call.caller.transaction,
+            call.caller.actor.clone(),
+            call.action,
+        )
+        .purpose(Purpose::AuditReview, Purpose::AuditReview.local_legal_basis())
+        .subjects(subjects)
+        .object(object);
+        draft.reason = reason;
+        self.ledger().commit(move |txn| txn.audit(draft)).await?;
+        Ok(())
+    }
+
+    /// Resolves "0 means the latest durable checkpoint" and refuses sizes beyond it.
+    fn tree_size(&self, field: &str, requested: u64) -> Result<u64, ApiError> {
+        let durable = self.ledger().durable();
+        let checkpointed = durable.checkpoint.as_ref().map_or(0, |c| c.size);
+        match requested {
+            0 if checkpointed == 0 => Err(ApiError::FailedPrecondition(format!(
+                "{field}: no checkpoint has been issued yet"
+            ))),
+            0 => Ok(checkpointed),
+            n if n > durable.size => Err(ApiError::invalid(
+                field,
+                format!("is beyond the durable log of {} events", durable.size),
+            )),
+            n => Ok(n),
+        }
+    }
+
+    fn note_at(&self, size: u64) -> Result<String, ApiError> {
+        Ok(self
+            .ledger()
+            .store()
+            .checkpoints(size.saturating_sub(1))
+            .next()
+            .transpose()?
+            .filter(|(at, _)| *at == size)
+            .map(|(_, note)| note)
+            .unwrap_or_default())
+    }
+}
+
+type ExportStream = Pin<Box<dyn Stream<Item = Result<proto::ExportChunk, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl proto::audit_server::Audit for AuditApi {
+    async fn search(
+        &self,
+        request: Request<proto::AuditSearchRequest>,
+    ) -> Result<Response<proto::AuditSearchResponse>, Status> {
+        let (metadata, _, mut body) = request.into_parts();
+        let call = self.begin(&metadata, Action::AuditSearch).await?;
+        let parsed = convert::search(&body);
+        body.zeroize_bsns();
+        let result = async {
+            let (subject_bsn, mut query) = parsed?;
+            if let Some(bsn) = subject_bsn {
+                query.subject = Some(self.pseudonymiser.pseudonymise(vec![bsn]).await?[0]);
+            }
+            let store = self.ledger().store().clone();
+            let size = store.audit_size()?;
+            let searched = query.clone();
+            let page = tokio::task::spawn_blocking(move || {
+                search::search(store.as_ref(), size, &searched)
+            })
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??;
+            self.record(
+                &call,
+                query.subject.into_iter().collect(),
+                format!("events:{}", page.events.len()),
+                None,
+            )
+            .await?;
+            Ok(proto::AuditSearchResponse {
+                events: page
+                    .events
+                    .into_iter()
+                    .map(|(event, bytes)| convert::audit_event(&event, bytes))
+                    .collect(),
+                next_page_token: page.next.map(|n| n.to_string()).unwrap_or_default(),
+                transaction_id: call.transaction_id(),
+            })
+        }
+        .await;
+        self.calls.finish(&call, result).await
+    }
+
+    async fn checkpoint(
+        &self,
+        request: Request<proto::CheckpointRequest>,
+    ) -> Result<Response<proto::CheckpointResponse>, Status> {
+        let call = self
+            .begin(request.metadata(), Action::AuditCheckpoint)
+            .await?;
+        let result = async {
+            self.record(&call, Vec::new(), "checkpoint:latest".into(), None)
+                .await?;
+            // A fresh checkpoint that covers everything so far, this request included.
+            self.ledger().checkpoint().await?;
+            let head = self.ledger().durable();
+            let checkpoint = head.checkpoint.ok_or_else(|| {
+                ApiError::FailedPrecondition("no checkpoint has been issued yet".into())
+            })?;
+            Ok(proto::CheckpointResponse {
+                signed_note: checkpoint.note,
+                tree_size: checkpoint.size,
+                root_hash: checkpoint.root.to_vec(),
+                verifier_key: self.ledger().verifier_key().to_owned(),
+                transaction_id: call.transaction_id(),
+            })
+        }
+        .await;
+        self.calls.finish(&call, result).await
+    }
+
+    async fn list_checkpoints(
+        &self,
+        request: Request<proto::ListCheckpointsRequest>,
+    ) -> Result<Response<proto::ListCheckpointsResponse>, Status> {
+        let call = self
+            .begin(request.metadata(), Action::AuditCheckpoint)
+            .await?;
+        let result = async {
+            let request = request.get_ref();
+            let page = match request.page_size as usize {
+                0 => CHECKPOINT_PAGE,
+                n if n <= CHECKPOINT_PAGE => n,
+                _ => {
+                    return Err(ApiError::invalid(
+                        "page_size",
+                        format!("must be at most {CHECKPOINT_PAGE}"),
+                    ));
+                }
+            };
+            let durable = self.ledger().durable().size;
+            let notes = self
+                .ledger()
+                .store()
+                .checkpoints(request.after_tree_size)
+                .take(page)
+                .filter(|item| item.as_ref().map_or(true, |(size, _)| *size <= durable))
+                .map(|item| item.map(|(_, note)| note))
+                .collect::<Result<Vec<_>, _>>()?;
+            self.record(
+                &call,
+                Vec::new(),
+                format!("checkpoints:after:{}", request.after_tree_size),
+                None,
+            )
+            .await?;
+            Ok(proto::ListCheckpointsResponse {
+                signed_notes: notes,
+                transaction_id: call.transaction_id(),
+            })
+        }
+        .await;
+        self.calls.finish(&call, result).await
+    }
+
+    async fn inclusion_proof(
+        &self,
+        request: Request<proto::InclusionProofRequest>,
+    ) -> Result<Response<proto::InclusionProofResponse>, Status> {
+        let call = self.begin(request.metadata(), Action::AuditProof).await?;
+        let result = async {
+            let request = request.get_ref();
+            let size = self.tree_size("tree_size", request.tree_size)?;
+            if request.index >= size {
+                return Err(ApiError::invalid(
+                    "index",
+                    format!("must be below the tree size {size}"),
+                ));
+            }
+            let store = self.ledger().store();
+            let proof = merkle::inclusion_proof(request.index, size, &store_hashes(store.as_ref()))
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            let bytes = store
+                .audit_event(request.index)?
+                .ok_or_else(|| ApiError::Internal(format!("event {} missing", request.index)))?;
+            let event = event::decode(&bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
+            self.record(
+                &call,
+                event.subjects.clone(),
+                format!("event:{}", request.index),
+                None,
+            )
+            .await?;
+            Ok(proto::InclusionProofResponse {
+                event: Some(convert::audit_event(&event, bytes)),
+                tree_size: size,
+                proof: proof.iter().map(|h| h.to_vec()).collect(),
+                signed_note: self.note_at(size)?,
+                transaction_id: call.transaction_id(),
+            })
+        }
+        .await;
+        self.calls.finish(&call, result).await
+    }
+
+    async fn consistency_proof(
+        &self,
+        request: Request<proto::ConsistencyProofRequest>,
+    ) -> Result<Response<proto::ConsistencyProofResponse>, Status> {
+        let call = self.begin(request.metadata(), Action::AuditProof).await?;
+        let result = async {
+            let request = request.get_ref();
+            let new_size = self.tree_size("new_size", request.new_size)?;
+            if request.old_size > new_size {
+                return Err(ApiError::invalid(
+                    "old_size",
+                    format!("must not exceed the new size {new_size}"),
+                ));
+            }
+            let store = self.ledger().store();
+            let proof = merkle::consistency_proof(
+                request.old_size,
+                new_size,
+                &store_hashes(store.as_ref()),
+            )
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+            self.record(
+                &call,
+                Vec::new(),
+                format!("consistency:{}..{}", request.old_size, new_size),
+                None,
+            )
+            .await?;
+            Ok(proto::ConsistencyProofResponse {
+                old_size: request.old_size,
+                new_size,
+                proof: proof.iter().map(|h| h.to_vec()).collect(),
+                old_signed_note: self.note_at(request.old_size)?,
+                new_signed_note: self.note_at(new_size)?,
+                transaction_id: call.transaction_id(),
+            })
+        }
+        .await;
+        self.calls.finish(&call, result).await
+    }
+
+    async fn verify(
+        &self,
+        request: Request<proto::VerifyRequest>,
+    ) -> Result<Response<proto::VerifyResponse>, Status> {
+        let call = self.begin(request.metadata(), Action::AuditVerify).await?;
+        let result = async {
+            let store = self.ledger().store().clone();
+            let size = self.ledger().durable().size;
+            let verifier = Verifier::new(Some(self.own_key.clone()))
+                .expect_origin(self.ledger().origin());
+            let report = tokio::task::spawn_blocking(move || {
+                verify::verify_store(store.as_ref(), &verifier, Some(size))
+            })
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+            let problem = report.problem.as_ref().map(ToString::to_string);
+            self.record(
+                &call,
+                Vec::new(),
+                format!("events:0..{}", report.events),
+                Some(problem.clone().unwrap_or_else(|| "verified".into())),
+            )
+            .await?;
+            Ok(proto::VerifyResponse {
+                ok: report.ok(),
+                events_checked: report.events,
+                checkpoints_checked: report.checkpoints,
+                problem: problem.unwrap_or_default(),
+                root_hash: report.root.to_vec(),
+                transaction_id: call.transaction_id(),
+            })
+        }
+        .await;
+        self.calls.finish(&call, result).await
+    }
+
+    type ExportStream = ExportStream;
+
+    async fn export(
+        &self,
+        request: Request<proto::ExportRequest>,
+    ) -> Result<Response<Self::ExportStream>, Status> {
+        let call = self.begin(request.metadata(), Action::AuditExport).await?;
+        let result = async {
+            let request = request.get_ref();
+            let durable = self.ledger().durable().size;
+            let until = match request.until_index {
+                0 => durable,
+                n if n <= durable => n,
+                _ => {
+                    return Err(ApiError::invalid(
+                        "until_index",
+                        format!("is beyond the durable log of {durable} events"),
+                    ));
+                }
+            };
+            if request.from_index > until {
+                return Err(ApiError::invalid(
+                    "from_index",
+                    format!("must not exceed until_index {until}"),
+                ));
+            }
+            let from = request.from_index;
+            self.record(&call, Vec::new(), format!("events:{from}..{until}"), None)
+                .await?;
+            let store = self.ledger().store().clone();
+            let (sender, receiver) = tokio::sync::mpsc::channel(4);
+            tokio::task::spawn_blocking(move || {
+                let mut at = from;
+                while at < until {
+                    let end = (at + EXPORT_CHUNK).min(until);
+                    let chunk: Result<Vec<_>, Status> = store
+                        .audit_events(at, end)
+                        .map(|item| {
+                            let (_, bytes) = item.map_err(|e| Status::internal(e.to_string()))?;
+                            let event =
+                                event::decode(&bytes).map_err(|e| Status::internal(e.to_string()))?;
+                            Ok(convert::audit_event(&event, bytes))
+                        })
+                        .collect();
+                    let failed = chunk.is_err();
+                    let message = chunk.map(|events| proto::ExportChunk { events });
+                    if sender.blocking_send(message).is_err() || failed {
+                        return;
+                    }
+                    at = end;
+                }
+            });
+            let stream: ExportStream =
+                Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver));
+            Ok(stream)
+        }
+        .await;
+        self.calls.finish(&call, result).await
+    }
+}

@@ -1,0 +1,80 @@
+//! Debug for the generated requests that carry a BSN: the BSN fields print as `***`.
+
+use std::fmt;
+
+use super::proto;
+
+fn redacted(value: &str) -> &'static str {
+    if value.is_empty() { "" } else { "***" }
+}
+
+impl fmt::Debug for proto::RelatedPerson {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RelatedPerson")
+            .field("bsn", &redacted(&self.bsn))
+            .field("relation", &self.relation)
+            .finish()
+    }
+}
+
+impl fmt::Debug for proto::RegisterRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegisterRequest")
+            .field("subject_bsn", &redacted(&self.subject_bsn))
+            .field("related", &self.related)
+            .field("category", &self.category)
+            .field("severity", &self.severity)
+            .field("meldcode_step", &self.meldcode_step)
+            .field("contact_point", &self.contact_point)
+            .finish()
+    }
+}
+
+impl fmt::Debug for proto::ListRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ListRequest")
+            .field("person_bsn", &self.person_bsn.as_deref().map(redacted))
+            .field("category", &self.category)
+            .field("severity", &self.severity)
+            .field("meldcode_step", &self.meldcode_step)
+            .field("page_size", &self.page_size)
+            .field("page_token", &self.page_token)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for proto::AuditSearchRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditSearchRequest")
+            .field("subject_bsn", &self.subject_bsn.as_deref().map(redacted))
+            .field("subject_pseudonym", &self.subject_pseudonym)
+            .field("action", &self.action)
+            .field("page_size", &self.page_size)
+            .field("page_token", &self.page_token)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_never_print_a_bsn() {
+        let request = proto::RegisterRequest {
+            subject_bsn: "111222333".into(),
+            related: vec![proto::RelatedPerson {
+                bsn: "123456782".into(),
+                relation: 1,
+            }],
+            ..Default::default()
+        };
+        let printed = format!("{request:?} {:?}", proto::ListRequest {
+            person_bsn: Some("111222333".into()),
+            ..Default::default()
+        });
+        assert!(!printed.contains("111222333"), "{printed}");
+        assert!(!printed.contains("123456782"), "{printed}");
+        assert!(printed.contains("***"));
+    }
+}

@@ -1,0 +1,406 @@
+//! Node configuration: a raw TOML shape that refuses unknown keys, turned into a validated
+//! [`Config`] with every certificate and key loaded. Anything wrong stops the start with a
+//! message that names the key, before a port is bound.
+//!
+//! Relative paths are relative to the configuration file's directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::auth::{Principal, Principals};
+use crate::domain::{ContactPointId, Oin, OrgType, PrincipalId, Role, UnixMillis};
+use crate::store::StoreOptions;
+use crate::tls::TlsIdentity;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {problem}")]
+    Unreadable { path: String, problem: String },
+    #[error("{0}")]
+    Syntax(String),
+    #[error("{key}: {problem}")]
+    Invalid { key: String, problem: String },
+}
+
+fn invalid(key: impl Into<String>, problem: impl ToString) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        problem: problem.to_string(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    node: RawNode,
+    local: RawLocal,
+    audit: RawAudit,
+    #[serde(default)]
+    retention: RawRetention,
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    log: RawLog,
+    #[serde(default)]
+    contact_points: Vec<RawContactPoint>,
+    #[serde(default)]
+    principals: Vec<RawPrincipal>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    organisation: String,
+    oin: String,
+    org_type: String,
+    data_dir: PathBuf,
+    /// The node secret for local pseudonyms; created at first start when absent.
+    secret_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLocal {
+    listen: String,
+    tls_cert: PathBuf,
+    tls_key: PathBuf,
+    max_message_bytes: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    signing_key: PathBuf,
+    origin: Option<String>,
+    checkpoint_every_events: Option<u64>,
+    checkpoint_every_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    signal_days: Option<u32>,
+    sweep_every_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    cache_mb: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: Option<String>,
+    level: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawContactPoint {
+    id: String,
+    name: String,
+    phone: Option<String>,
+    email: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrincipal {
+    id: String,
+    token_sha256: String,
+    roles: Vec<String>,
+}
+
+/// Who runs the node.
+#[derive(Debug, Clone)]
+pub struct Organisation {
+    pub name: String,
+    pub oin: Oin,
+    pub org_type: OrgType,
+}
+
+/// How professionals of another organisation reach this one about a signal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactPoint {
+    pub id: ContactPointId,
+    pub name: String,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    /// Ed25519 private key, PKCS#8 DER.
+    pub signing_key_pkcs8: Vec<u8>,
+    pub origin: String,
+    pub checkpoint_every_events: u64,
+    pub checkpoint_every: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub organisation: Organisation,
+    pub data_dir: PathBuf,
+    pub secret_file: PathBuf,
+    pub listen: SocketAddr,
+    pub local_tls: TlsIdentity,
+    pub max_message_bytes: usize,
+    pub audit: AuditSettings,
+    pub signal_retention_millis: i64,
+    pub sweep_every: Duration,
+    pub store: StoreOptions,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub contact_points: Vec<ContactPoint>,
+    pub principals: Principals,
+}
+
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
+pub const DEFAULT_RETENTION_DAYS: u32 = 730;
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable {
+            path: path.display().to_string(),
+            problem: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&text, base)
+    }
+
+    /// Parses TOML; relative paths are taken from `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        validate(raw, base)
+    }
+}
+
+fn resolve(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_owned()
+    } else {
+        base.join(path)
+    }
+}
+
+/// Reads an Ed25519 private key from a PEM ("PRIVATE KEY", PKCS#8) file.
+pub fn read_signing_key(path: &Path) -> Result<Vec<u8>, String> {
+    use rustls::pki_types::PrivatePkcs8KeyDer;
+    use rustls::pki_types::pem::PemObject;
+    let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let key = PrivatePkcs8KeyDer::from_pem_slice(&pem)
+        .map_err(|e| format!("{}: no PKCS#8 private key: {e}", path.display()))?;
+    Ok(key.secret_pkcs8_der().to_vec())
+}
+
+fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
+    let oin = Oin::parse(&raw.node.oin).map_err(|e| invalid("node.oin", e))?;
+    let org_type: OrgType = raw
+        .node
+        .org_type
+        .parse()
+        .map_err(|e| invalid("node.org_type", e))?;
+    if raw.node.organisation.trim().is_empty() {
+        return Err(invalid("node.organisation", "must not be empty"));
+    }
+    let data_dir = resolve(base, &raw.node.data_dir);
+    let secret_file = raw
+        .node
+        .secret_file
+        .map(|p| resolve(base, &p))
+        .unwrap_or_else(|| data_dir.join("node.secret"));
+
+    let listen: SocketAddr = raw
+        .local
+        .listen
+        .parse()
+        .map_err(|e| invalid("local.listen", format!("not an address:port: {e}")))?;
+    let local_tls = TlsIdentity::load(
+        &resolve(base, &raw.local.tls_cert),
+        &resolve(base, &raw.local.tls_key),
+    )
+    .map_err(|e| invalid("local.tls_cert / local.tls_key", e))?;
+    check_certificate_dates(&local_tls, "local.tls_cert")?;
+    crate::tls::server_config(&local_tls, &crate::tls::ClientAuth::None)
+        .map_err(|e| invalid("local.tls_key", format!("does not fit the certificate: {e}")))?;
+    let max_message_bytes = raw
+        .local
+        .max_message_bytes
+        .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
+    if !(1024..=4 * 1024 * 1024).contains(&max_message_bytes) {
+        return Err(invalid(
+            "local.max_message_bytes",
+            "must be between 1024 and 4194304",
+        ));
+    }
+
+    let signing_key_pkcs8 = read_signing_key(&resolve(base, &raw.audit.signing_key))
+        .map_err(|e| invalid("audit.signing_key", e))?;
+    let origin = raw
+        .audit
+        .origin
+        .unwrap_or_else(|| default_origin(&oin));
+    crate::audit::NoteSigner::from_pkcs8(&origin, &signing_key_pkcs8)
+        .map_err(|e| invalid("audit.signing_key / audit.origin", e))?;
+    let checkpoint_every_events = raw.audit.checkpoint_every_events.unwrap_or(1000);
+    if checkpoint_every_events == 0 {
+        return Err(invalid("audit.checkpoint_every_events", "must be at least 1"));
+    }
+    let checkpoint_every_secs = raw.audit.checkpoint_every_secs.unwrap_or(10);
+    if checkpoint_every_secs == 0 {
+        return Err(invalid("audit.checkpoint_every_secs", "must be at least 1"));
+    }
+
+    let signal_days = raw.retention.signal_days.unwrap_or(DEFAULT_RETENTION_DAYS);
+    if !(1..=DEFAULT_RETENTION_DAYS).contains(&signal_days) {
+        return Err(invalid(
+            "retention.signal_days",
+            format!("must be between 1 and {DEFAULT_RETENTION_DAYS} (two years)"),
+        ));
+    }
+    let sweep_every_secs = raw.retention.sweep_every_secs.unwrap_or(60);
+    if sweep_every_secs == 0 {
+        return Err(invalid("retention.sweep_every_secs", "must be at least 1"));
+    }
+    let cache_mb = raw.store.cache_mb.unwrap_or(32);
+    if !(4..=4096).contains(&cache_mb) {
+        return Err(invalid("store.cache_mb", "must be between 4 and 4096"));
+    }
+
+    let log_format = match raw.log.format.as_deref().unwrap_or("text") {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        _ => return Err(invalid("log.format", "must be \"text\" or \"json\"")),
+    };
+    let log_level = raw.log.level.unwrap_or_else(|| "info".into());
+    tracing_subscriber::EnvFilter::try_new(&log_level)
+        .map_err(|e| invalid("log.level", e))?;
+
+    let mut contact_points = Vec::new();
+    for (i, raw) in raw.contact_points.into_iter().enumerate() {
+        let key = |field: &str| format!("contact_points[{i}].{field}");
+        let id = ContactPointId::parse(&raw.id).map_err(|e| invalid(key("id"), e))?;
+        if contact_points.iter().any(|c: &ContactPoint| c.id == id) {
+            return Err(invalid(key("id"), "is listed twice"));
+        }
+        if raw.name.trim().is_empty() || raw.name.len() > 200 {
+            return Err(invalid(key("name"), "must be 1 to 200 characters"));
+        }
+        if raw.phone.is_none() && raw.email.is_none() {
+            return Err(invalid(key("phone"), "a contact point needs a phone or an e-mail"));
+        }
+        contact_points.push(ContactPoint {
+            id,
+            name: raw.name,
+            phone: raw.phone,
+            email: raw.email,
+        });
+    }
+    if contact_points.is_empty() {
+        return Err(invalid(
+            "contact_points",
+            "at least one contact point is required: every signal names one",
+        ));
+    }
+
+    let mut principals = Vec::new();
+    for (i, raw) in raw.principals.into_iter().enumerate() {
+        let key = |field: &str| format!("principals[{i}].{field}");
+        let id = PrincipalId::parse(&raw.id).map_err(|e| invalid(key("id"), e))?;
+        if id.as_str().starts_with("kring:") {
+            return Err(invalid(key("id"), "the prefix kring: is reserved for the node"));
+        }
+        let hash = parse_hash(&raw.token_sha256)
+            .ok_or_else(|| invalid(key("token_sha256"), "must be 64 hex digits"))?;
+        if principals.iter().any(|(h, _): &([u8; 32], Principal)| *h == hash) {
+            return Err(invalid(key("token_sha256"), "is used by another principal"));
+        }
+        let mut roles = Vec::new();
+        for (j, role) in raw.roles.iter().enumerate() {
+            let role: Role = role
+                .parse()
+                .map_err(|e| invalid(format!("principals[{i}].roles[{j}]"), e))?;
+            roles.push(role);
+        }
+        if roles.is_empty() {
+            return Err(invalid(key("roles"), "at least one role is required"));
+        }
+        principals.push((hash, Principal { id, roles }));
+    }
+
+    Ok(Config {
+        organisation: Organisation {
+            name: raw.node.organisation,
+            oin,
+            org_type,
+        },
+        data_dir,
+        secret_file,
+        listen,
+        local_tls,
+        max_message_bytes,
+        audit: AuditSettings {
+            signing_key_pkcs8,
+            origin,
+            checkpoint_every_events,
+            checkpoint_every: Duration::from_secs(checkpoint_every_secs),
+        },
+        signal_retention_millis: i64::from(signal_days) * UnixMillis::DAY,
+        sweep_every: Duration::from_secs(sweep_every_secs),
+        store: StoreOptions {
+            cache_bytes: cache_mb * 1024 * 1024,
+        },
+        log_format,
+        log_level,
+        contact_points,
+        principals: Principals::new(principals),
+    })
+}
+
+pub fn default_origin(oin: &Oin) -> String {
+    format!("kring.nl/audit/{oin}")
+}
+
+fn parse_hash(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Refuses a certificate that is not yet or no longer valid.
+pub fn check_certificate_dates(identity: &TlsIdentity, key: &str) -> Result<(), ConfigError> {
+    let leaf = identity
+        .certs
+        .first()
+        .ok_or_else(|| invalid(key, "no certificate"))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf)
+        .map_err(|e| invalid(key, format!("unreadable certificate: {e}")))?;
+    if !cert.validity().is_valid() {
+        let validity = cert.validity();
+        return Err(invalid(
+            key,
+            format!(
+                "certificate is valid only from {} to {}",
+                validity.not_before, validity.not_after
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,168 @@
+//! What an audit event records, following NEN 7513 and FHIR AuditEvent: when, who (user, role,
+//! organisation), on whose behalf, what, about whom (pseudonyms only), for which purpose and on
+//! which legal ground, with which outcome and why, with which counterpart, in which exchange.
+//!
+//! The serialised form of [`AuditEvent`] is what the Merkle log hashes, so the field order of
+//! the struct is part of the log format: append new optional fields at the end only.
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::{PrincipalId, Pseudonym, TransactionId, UnixMillis};
+use super::org::{Oin, closed_enum};
+use super::purpose::{LegalBasis, Purpose, Role};
+
+closed_enum! {
+    Action {
+        NodeStarted = "node.started",
+        NodeStopped = "node.stopped",
+        /// A request refused before it reached a handler (an oversized message).
+        RequestRefused = "request.refused",
+        SignalRegister = "signal.register",
+        SignalUpdate = "signal.update",
+        SignalWithdraw = "signal.withdraw",
+        SignalList = "signal.list",
+        SignalExpire = "signal.expire",
+        AuditSearch = "audit.search",
+        AuditCheckpoint = "audit.checkpoint",
+        AuditProof = "audit.proof",
+        AuditVerify = "audit.verify",
+        AuditExport = "audit.export",
+    }
+}
+
+closed_enum! {
+    Outcome {
+        Success = "success",
+        /// Refused before anything changed; the reason names the rule or field.
+        Refused = "refused",
+        /// Accepted, but the node could not complete it.
+        Failed = "failed",
+    }
+}
+
+/// Who acted. `user` is a principal of the organisation's node, or a system name such as
+/// `kring:retention`; an unauthenticated caller is `kring:anonymous`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub user: PrincipalId,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub role: Option<Role>,
+    pub organisation: Oin,
+}
+
+/// An event before the log gives it its place and time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventDraft {
+    pub transaction: TransactionId,
+    pub actor: Actor,
+    pub on_behalf_of: Option<Actor>,
+    pub action: Action,
+    pub subjects: Vec<Pseudonym>,
+    pub purpose: Option<Purpose>,
+    pub legal_basis: Option<LegalBasis>,
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+    pub counterpart: Option<Oin>,
+    pub object: Option<String>,
+}
+
+impl EventDraft {
+    pub fn new(transaction: TransactionId, actor: Actor, action: Action) -> EventDraft {
+        EventDraft {
+            transaction,
+            actor,
+            on_behalf_of: None,
+            action,
+            subjects: Vec::new(),
+            purpose: None,
+            legal_basis: None,
+            outcome: Outcome::Success,
+            reason: None,
+            counterpart: None,
+            object: None,
+        }
+    }
+
+    /// Names the purpose and the legal basis it rests on.
+    pub fn purpose(mut self, purpose: Purpose, basis: LegalBasis) -> Self {
+        self.purpose = Some(purpose);
+        self.legal_basis = Some(basis);
+        self
+    }
+
+    pub fn subjects(mut self, subjects: impl IntoIterator<Item = Pseudonym>) -> Self {
+        for subject in subjects {
+            if !self.subjects.contains(&subject) {
+                self.subjects.push(subject);
+            }
+        }
+        self
+    }
+
+    pub fn object(mut self, object: impl Into<String>) -> Self {
+        self.object = Some(object.into());
+        self
+    }
+
+    pub fn refused(mut self, reason: impl Into<String>) -> Self {
+        self.outcome = Outcome::Refused;
+        self.reason = Some(reason.into());
+        self
+    }
+
+    pub fn failed(mut self, reason: impl Into<String>) -> Self {
+        self.outcome = Outcome::Failed;
+        self.reason = Some(reason.into());
+        self
+    }
+
+    pub fn reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+
+    /// Places the draft in the log.
+    pub fn at(self, index: u64, time: UnixMillis) -> AuditEvent {
+        AuditEvent {
+            index,
+            time,
+            transaction: self.transaction,
+            actor: self.actor,
+            on_behalf_of: self.on_behalf_of,
+            action: self.action,
+            subjects: self.subjects,
+            purpose: self.purpose,
+            legal_basis: self.legal_basis,
+            outcome: self.outcome,
+            reason: self.reason,
+            counterpart: self.counterpart,
+            object: self.object,
+        }
+    }
+}
+
+/// An event in the log. `index` is its leaf position; `time` never decreases along the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditEvent {
+    pub index: u64,
+    pub time: UnixMillis,
+    pub transaction: TransactionId,
+    pub actor: Actor,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub on_behalf_of: Option<Actor>,
+    pub action: Action,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub subjects: Vec<Pseudonym>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub purpose: Option<Purpose>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub legal_basis: Option<LegalBasis>,
+    pub outcome: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub counterpart: Option<Oin>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub object: Option<String>,
+}

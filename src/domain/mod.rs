@@ -1,0 +1,34 @@
+//! Pure domain types: parsed once at the edge, typed from then on. Nothing here does I/O or
+//! knows about gRPC, storage or the network.
+//!
+//! Architecture invariant: `domain` imports nothing else of the crate.
+
+mod audit;
+mod bsn;
+mod ids;
+mod org;
+mod outbox;
+mod purpose;
+mod signal;
+
+pub use audit::{Action, Actor, AuditEvent, EventDraft, Outcome};
+pub use bsn::{Bsn, BsnError};
+pub use ids::{
+    ContactPointId, IdError, MessageId, PrincipalId, Pseudonym, PseudonymError, SignalId,
+    TransactionId, UnixMillis,
+};
+pub use org::{Oin, OinError, OrgType, Ring};
+pub use outbox::{OutboxBody, OutboxMessage};
+pub use purpose::{LegalBasis, Purpose, Role};
+pub use signal::{
+    Category, Invalid, MeldcodeStep, RegisterSignal, RelatedBsn, RelatedPseudonym, Relation,
+    Severity, Signal, SignalChange, SignalContent, WithdrawReason, MAX_RELATED, parse_bsn,
+};
+
+/// A name that is not in one of the closed lists; says which names are allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind}; allowed: {}", allowed.join(", "))]
+pub struct UnknownName {
+    pub kind: &'static str,
+    pub allowed: &'static [&'static str],
+}

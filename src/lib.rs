@@ -1,0 +1,39 @@
+//! # kring
+//!
+//! A federation node for the regional approach to domestic violence and child abuse
+//! (huiselijk geweld en kindermishandeling). Every organisation around a family runs a node;
+//! nodes keep minimal, purpose-bound signal records and write every disclosure to a
+//! tamper-evident audit log. See `ARCHITECTURE.md` for the bird's-eye view.
+//!
+//! ## Layout
+//! - [`domain`]: pure types (Bsn, Oin, signals, purposes, audit events); no I/O.
+//! - [`pseudonym`]: BSN to pseudonym, behind a trait; the only consumer of a BSN's digits.
+//! - [`store`]: durable state behind a domain-shaped trait; sled underneath.
+//! - [`audit`]: canonical events, the RFC 6962 Merkle log, signed checkpoints, proofs, the
+//!   verifier, search.
+//! - [`ledger`]: the single writer and group commit that make every acknowledgement durable.
+//! - [`signals`]: what a node does with its own signals.
+//! - [`auth`]: principals, bearer tokens and roles.
+//! - [`api`]: the gRPC services; the only place that sees generated proto types.
+//! - [`tls`]: rustls (ring) configurations and the TLS listener.
+//! - [`config`]: raw TOML to validated configuration.
+//! - [`node`]: a node as a value: start, sweep, shutdown.
+//! - [`pki`]: a development PKI (rcgen).
+//! - [`demo`]: the embedded default, `kring demo`.
+//! - [`cli`]: the command line; nothing imports it.
+
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod demo;
+pub mod domain;
+pub mod ledger;
+pub mod node;
+pub mod pki;
+pub mod pseudonym;
+pub mod signals;
+pub mod store;
+pub mod tls;

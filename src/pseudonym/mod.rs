@@ -1,0 +1,28 @@
+//! Turning a BSN into a pseudonym. This module is the only consumer of
+//! [`Bsn::expose_for_pseudonymisation`](crate::domain::Bsn); what it computes from the digits is
+//! a keyed one-way function, and the digits are wiped before it returns.
+//!
+//! The trait is asynchronous and batched because the federation's pseudonym service answers
+//! over the network; the keyed pseudonymiser answers at once.
+
+mod keyed;
+
+pub use keyed::KeyedPseudonymiser;
+
+use async_trait::async_trait;
+
+use crate::domain::{Bsn, Pseudonym};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PseudonymError {
+    #[error("pseudonym service unavailable: {0}")]
+    Unavailable(String),
+    #[error("pseudonym service refused: {0}")]
+    Refused(String),
+}
+
+/// Maps BSNs to pseudonyms, consuming them. The output has one pseudonym per input, in order.
+#[async_trait]
+pub trait Pseudonymiser: Send + Sync + std::fmt::Debug {
+    async fn pseudonymise(&self, persons: Vec<Bsn>) -> Result<Vec<Pseudonym>, PseudonymError>;
+}

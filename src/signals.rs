@@ -1,0 +1,384 @@
+//! What a node does with its own signals: register, update, withdraw, list, and let expire.
+//! Each operation pseudonymises first (the BSNs are consumed there), then commits its state
+//! change, outbox message and audit event together through the ledger.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use crate::domain::{
+    Action, Actor, Bsn, Category, ContactPointId, EventDraft, Invalid, MeldcodeStep, MessageId, Oin,
+    OutboxBody, OutboxMessage, Pseudonym, Purpose, RegisterSignal, RelatedPseudonym, Severity,
+    Signal, SignalChange, SignalId, TransactionId, UnixMillis, WithdrawReason,
+};
+use crate::ledger::{Ledger, LedgerError, Txn};
+use crate::pseudonym::{PseudonymError, Pseudonymiser};
+use crate::store::{Change, StoreError};
+
+/// Who is acting, in which exchange.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub actor: Actor,
+    pub transaction: TransactionId,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignalError {
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    #[error("no active signal {0}")]
+    NotFound(SignalId),
+    #[error("the signal is at version {actual}, not the expected {expected}")]
+    VersionMismatch { expected: u32, actual: u32 },
+    #[error("the signal already has this meldcode step and severity")]
+    Unchanged,
+    #[error(transparent)]
+    Pseudonym(#[from] PseudonymError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Filters for listing signals; every filter that is set must match.
+#[derive(Debug, Default)]
+pub struct SignalQuery {
+    pub person: Option<Pseudonym>,
+    pub category: Option<Category>,
+    pub severity: Option<Severity>,
+    pub meldcode_step: Option<MeldcodeStep>,
+    pub contact_point: Option<ContactPointId>,
+    pub registered_by: Option<String>,
+    pub registered_from: Option<UnixMillis>,
+    pub registered_until: Option<UnixMillis>,
+    pub page_size: usize,
+    pub after: Option<SignalId>,
+}
+
+impl SignalQuery {
+    fn matches(&self, s: &Signal) -> bool {
+        self.category.is_none_or(|c| c == s.category)
+            && self.severity.is_none_or(|v| v == s.severity)
+            && self.meldcode_step.is_none_or(|m| m == s.meldcode_step)
+            && self.contact_point.as_ref().is_none_or(|c| *c == s.contact_point)
+            && self
+                .registered_by
+                .as_ref()
+                .is_none_or(|r| r == s.registered_by.as_str())
+            && self.registered_from.is_none_or(|t| s.registered_at >= t)
+            && self.registered_until.is_none_or(|t| s.registered_at < t)
+    }
+}
+
+#[derive(Debug)]
+pub struct SignalPage {
+    pub signals: Vec<Signal>,
+    /// Where the next page starts; `None` when the scan reached the end.
+    pub next: Option<SignalId>,
+}
+
+/// The most signals one list call examines; a page may come back short with a token to go on.
+const SCAN_LIMIT: usize = 10_000;
+/// How many expired signals one sweep commit removes.
+const SWEEP_BATCH: usize = 256;
+
+pub struct SignalService {
+    ledger: Arc<Ledger>,
+    pseudonymiser: Arc<dyn Pseudonymiser>,
+    organisation: Oin,
+    contact_points: BTreeSet<ContactPointId>,
+    retention_millis: i64,
+}
+
+impl std::fmt::Debug for SignalService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignalService")
+            .field("organisation", &self.organisation)
+            .finish()
+    }
+}
+
+impl SignalService {
+    pub fn new(
+        ledger: Arc<Ledger>,
+        pseudonymiser: Arc<dyn Pseudonymiser>,
+        organisation: Oin,
+        contact_points: impl IntoIterator<Item = ContactPointId>,
+        retention_millis: i64,
+    ) -> SignalService {
+        SignalService {
+            ledger,
+            pseudonymiser,
+            organisation,
+            contact_points: contact_points.into_iter().collect(),
+            retention_millis,
+        }
+    }
+
+    pub fn pseudonymiser(&self) -> &Arc<dyn Pseudonymiser> {
+        &self.pseudonymiser
+    }
+
+    fn event(caller: &Caller, action: Action) -> EventDraft {
+        EventDraft::new(caller.transaction, caller.actor.clone(), action)
+            .purpose(Purpose::Registration, Purpose::Registration.local_legal_basis())
+    }
+
+    pub async fn register(
+        &self,
+        caller: &Caller,
+        request: RegisterSignal,
+    ) -> Result<Signal, SignalError> {
+        let (persons, relations, content) = request.into_parts();
+        if !self.contact_points.contains(&content.contact_point) {
+            return Err(Invalid::new(
+                "contact_point",
+                "is not one of the organisation's configured contact points",
+            )
+            .into());
+        }
+        let pseudonyms = self.pseudonymiser.pseudonymise(persons).await?;
+        let subject = pseudonyms[0];
+        let related: Vec<RelatedPseudonym> = pseudonyms[1..]
+            .iter()
+            .zip(relations)
+            .map(|(pseudonym, relation)| RelatedPseudonym {
+                pseudonym: *pseudonym,
+                relation,
+            })
+            .collect();
+        let caller = caller.clone();
+        let retention = self.retention_millis;
+        let signal = self
+            .ledger
+            .commit(move |txn| {
+                let now = txn.now();
+                let signal = Signal {
+                    id: SignalId::new(),
+                    subject,
+                    related,
+                    category: content.category,
+                    severity: content.severity,
+                    meldcode_step: content.meldcode_step,
+                    contact_point: content.contact_point,
+                    registered_by: caller.actor.user.clone(),
+                    registered_at: now,
+                    updated_at: now,
+                    expires_at: now.plus_millis(retention),
+                    version: 1,
+                };
+                txn.change(Change::PutSignal(signal.clone()));
+                outbox(
+                    txn,
+                    caller.transaction,
+                    OutboxBody::PublishPointer {
+                        signal: signal.id,
+                        subject: signal.subject,
+                        related: signal.related.clone(),
+                        expires_at: signal.expires_at,
+                    },
+                );
+                txn.audit(
+                    Self::event(&caller, Action::SignalRegister)
+                        .subjects(signal.persons())
+                        .object(format!("signal:{}", signal.id)),
+                );
+                signal
+            })
+            .await?;
+        Ok(signal)
+    }
+
+    pub async fn update(
+        &self,
+        caller: &Caller,
+        id: SignalId,
+        change: SignalChange,
+    ) -> Result<Signal, SignalError> {
+        let caller = caller.clone();
+        self.ledger
+            .commit(move |txn| {
+                let Some(mut signal) = txn.store().signal(&id)? else {
+                    return Err(SignalError::NotFound(id));
+                };
+                if let Some(expected) = change.expected_version
+                    && expected != signal.version
+                {
+                    return Err(SignalError::VersionMismatch {
+                        expected,
+                        actual: signal.version,
+                    });
+                }
+                if change.changes_nothing(&signal) {
+                    return Err(SignalError::Unchanged);
+                }
+                let mut what = Vec::new();
+                if let Some(step) = change.meldcode_step.filter(|s| *s != signal.meldcode_step) {
+                    what.push(format!("meldcode_step {}->{}", signal.meldcode_step, step));
+                    signal.meldcode_step = step;
+                }
+                if let Some(severity) = change.severity.filter(|s| *s != signal.severity) {
+                    what.push(format!("severity {}->{}", signal.severity, severity));
+                    signal.severity = severity;
+                }
+                signal.version += 1;
+                signal.updated_at = txn.now();
+                txn.change(Change::PutSignal(signal.clone()));
+                txn.audit(
+                    Self::event(&caller, Action::SignalUpdate)
+                        .subjects(signal.persons())
+                        .object(format!("signal:{}", signal.id))
+                        .reason(what.join("; ")),
+                );
+                Ok(signal)
+            })
+            .await?
+    }
+
+    pub async fn withdraw(
+        &self,
+        caller: &Caller,
+        id: SignalId,
+        reason: WithdrawReason,
+    ) -> Result<UnixMillis, SignalError> {
+        let caller = caller.clone();
+        self.ledger
+            .commit(move |txn| {
+                let Some(signal) = txn.store().signal(&id)? else {
+                    return Err(SignalError::NotFound(id));
+                };
+                remove(txn, &signal, caller.transaction);
+                txn.audit(
+                    Self::event(&caller, Action::SignalWithdraw)
+                        .subjects(signal.persons())
+                        .object(format!("signal:{}", signal.id))
+                        .reason(format!("withdrawn: {reason}")),
+                );
+                Ok(txn.now())
+            })
+            .await?
+    }
+
+    /// Lists signals; the disclosure (which persons were shown) is audited before returning.
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        person: Option<Bsn>,
+        mut query: SignalQuery,
+    ) -> Result<SignalPage, SignalError> {
+        if let Some(person) = person {
+            query.person = Some(self.pseudonymiser.pseudonymise(vec![person]).await?[0]);
+        }
+        let page = self.read_page(&query)?;
+        let caller = caller.clone();
+        let persons: Vec<Pseudonym> = page.signals.iter().flat_map(|s| s.persons()).collect();
+        let count = page.signals.len();
+        self.ledger
+            .commit(move |txn| {
+                txn.audit(
+                    Self::event(&caller, Action::SignalList)
+                        .subjects(persons)
+                        .object(format!("signals:{count}")),
+                );
+            })
+            .await?;
+        Ok(page)
+    }
+
+    fn read_page(&self, query: &SignalQuery) -> Result<SignalPage, StoreError> {
+        let store = self.ledger.store();
+        let mut signals = Vec::new();
+        let mut scanned = 0;
+        let mut last = None;
+        let mut push = |signal: Signal, signals: &mut Vec<Signal>| {
+            last = Some(signal.id);
+            if query.matches(&signal) {
+                signals.push(signal);
+            }
+        };
+        match query.person {
+            Some(person) => {
+                for id in store.signal_ids_for_person(&person)? {
+                    if query.after.is_some_and(|after| id <= after) {
+                        continue;
+                    }
+                    if signals.len() == query.page_size || scanned == SCAN_LIMIT {
+                        return Ok(SignalPage { signals, next: last });
+                    }
+                    scanned += 1;
+                    if let Some(signal) = store.signal(&id)? {
+                        push(signal, &mut signals);
+                    }
+                }
+            }
+            None => {
+                for signal in store.signals_after(query.after) {
+                    if signals.len() == query.page_size || scanned == SCAN_LIMIT {
+                        return Ok(SignalPage { signals, next: last });
+                    }
+                    scanned += 1;
+                    push(signal?, &mut signals);
+                }
+            }
+        }
+        Ok(SignalPage {
+            signals,
+            next: None,
+        })
+    }
+
+    /// Deletes every signal whose expiry has passed, auditing each deletion and retracting
+    /// its pointer. Returns how many went.
+    pub async fn sweep(&self) -> Result<usize, SignalError> {
+        let mut total = 0;
+        loop {
+            let actor = Actor {
+                user: crate::domain::PrincipalId::system("retention"),
+                role: None,
+                organisation: self.organisation,
+            };
+            let removed = self
+                .ledger
+                .commit(move |txn| -> Result<usize, StoreError> {
+                    let expired = txn.store().expired_signals(txn.now(), SWEEP_BATCH)?;
+                    let transaction = TransactionId::new();
+                    for signal in &expired {
+                        remove(txn, signal, transaction);
+                        txn.audit(
+                            EventDraft::new(transaction, actor.clone(), Action::SignalExpire)
+                                .purpose(
+                                    Purpose::Registration,
+                                    Purpose::Registration.local_legal_basis(),
+                                )
+                                .subjects(signal.persons())
+                                .object(format!("signal:{}", signal.id))
+                                .reason(format!(
+                                    "retention: expired at {}",
+                                    signal.expires_at.rfc3339()
+                                )),
+                        );
+                    }
+                    Ok(expired.len())
+                })
+                .await??;
+            total += removed;
+            if removed < SWEEP_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+fn outbox(txn: &mut Txn<'_>, transaction: TransactionId, body: OutboxBody) {
+    let message = OutboxMessage {
+        id: MessageId::new(),
+        transaction,
+        created: txn.now(),
+        body,
+    };
+    txn.change(Change::PutOutbox(message));
+}
+
+fn remove(txn: &mut Txn<'_>, signal: &Signal, transaction: TransactionId) {
+    txn.change(Change::DeleteSignal(signal.clone()));
+    outbox(txn, transaction, OutboxBody::RetractPointer { signal: signal.id });
+}

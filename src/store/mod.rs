@@ -1,0 +1,90 @@
+//! The node's durable state behind a small, domain-shaped trait: signals and their indexes, the
+//! outbox, and the audit log's events, stored hashes and checkpoints.
+//!
+//! A [`Store`] applies a list of [`Change`]s atomically and makes everything applied so far
+//! durable on [`Store::sync`]. It does not decide anything: the ledger decides what to write
+//! and when to sync.
+//!
+//! Architecture invariant: `store` knows nothing of tonic, prost, the federation or the Merkle
+//! math; hashes are opaque 32-byte values here.
+
+mod migrations;
+mod sled_store;
+
+pub use sled_store::{SledStore, StoreOptions};
+
+use crate::domain::{MessageId, OutboxMessage, Pseudonym, Signal, SignalId, UnixMillis};
+
+pub type Hash32 = [u8; 32];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("store engine: {0}")]
+    Engine(#[from] sled::Error),
+    #[error("corrupt record under {key}: {problem}")]
+    Corrupt { key: String, problem: String },
+    #[error("store schema version {found} is newer than this kring understands ({supported})")]
+    TooNew { found: u32, supported: u32 },
+    #[error("a value of {size} bytes under {key} exceeds the store's limit of {limit}")]
+    ValueTooLarge {
+        key: String,
+        size: usize,
+        limit: usize,
+    },
+}
+
+/// One state change. A list of them is applied atomically.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Inserts or replaces a signal and its person and expiry indexes. The persons and the
+    /// expiry of a signal never change after registration.
+    PutSignal(Signal),
+    /// Removes a signal and its indexes.
+    DeleteSignal(Signal),
+    PutOutbox(OutboxMessage),
+    DeleteOutbox(MessageId),
+    /// Appends one audit event with the stored hashes its append produced.
+    AppendAudit {
+        index: u64,
+        canonical: Vec<u8>,
+        subjects: Vec<Pseudonym>,
+        hashes: Vec<(u64, Hash32)>,
+    },
+    /// A signed checkpoint of the audit log at `size` events.
+    PutCheckpoint { size: u64, note: String },
+}
+
+pub type StoreIter<'a, T> = Box<dyn Iterator<Item = Result<T, StoreError>> + Send + 'a>;
+
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Applies every change or none; visible to readers at once, durable after `sync`.
+    fn apply(&self, changes: &[Change]) -> Result<(), StoreError>;
+    /// Makes everything applied so far survive a process crash and a power loss.
+    fn sync(&self) -> Result<(), StoreError>;
+
+    fn signal(&self, id: &SignalId) -> Result<Option<Signal>, StoreError>;
+    /// Signals in id (registration) order, starting after `after`.
+    fn signals_after(&self, after: Option<SignalId>) -> StoreIter<'_, Signal>;
+    /// Ids of the signals that name this person, as subject or related, in id order.
+    fn signal_ids_for_person(&self, person: &Pseudonym) -> Result<Vec<SignalId>, StoreError>;
+    /// Up to `limit` signals whose expiry is at or before `now`, soonest first.
+    fn expired_signals(&self, now: UnixMillis, limit: usize) -> Result<Vec<Signal>, StoreError>;
+    fn outbox(&self, limit: usize) -> Result<Vec<OutboxMessage>, StoreError>;
+
+    /// The number of events in the audit log.
+    fn audit_size(&self) -> Result<u64, StoreError>;
+    fn audit_event(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Events with index in `from..until`, in order.
+    fn audit_events(&self, from: u64, until: u64) -> StoreIter<'_, (u64, Vec<u8>)>;
+    /// Stored hashes by stored-hash index (see tlog's layout); an absent one is an error.
+    fn audit_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash32>, StoreError>;
+    /// Stored hashes with stored-hash index in `from..until`, in order.
+    fn audit_hash_range(&self, from: u64, until: u64) -> StoreIter<'_, (u64, Hash32)>;
+    /// Indexes of events naming this subject, from `from` on, in order.
+    fn audit_events_about(&self, subject: &Pseudonym, from: u64) -> StoreIter<'_, u64>;
+    /// Checkpoints (tree size, signed note) with size greater than `after`, in order.
+    fn checkpoints(&self, after: u64) -> StoreIter<'_, (u64, String)>;
+    fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError>;
+}
