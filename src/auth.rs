@@ -97,7 +97,10 @@ pub fn token_hash(token: &str) -> [u8; 32] {
 }
 
 pub fn token_hash_hex(token: &str) -> String {
-    token_hash(token).iter().map(|b| format!("{b:02x}")).collect()
+    token_hash(token)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A new bearer token: the prefix and 32 random bytes in base64url.
@@ -132,7 +135,10 @@ mod tests {
             id: PrincipalId::parse("af").unwrap(),
             roles: vec![Role::Coordinator, Role::Signaler],
         };
-        assert_eq!(both.role_for(Capability::UpdateSignal), Some(Role::Signaler));
+        assert_eq!(
+            both.role_for(Capability::UpdateSignal),
+            Some(Role::Signaler)
+        );
         assert_eq!(both.role_for(Capability::ReviewAudit), None);
     }
 }

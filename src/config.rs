@@ -233,8 +233,12 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     )
     .map_err(|e| invalid("local.tls_cert / local.tls_key", e))?;
     check_certificate_dates(&local_tls, "local.tls_cert")?;
-    crate::tls::server_config(&local_tls, &crate::tls::ClientAuth::None)
-        .map_err(|e| invalid("local.tls_key", format!("does not fit the certificate: {e}")))?;
+    crate::tls::server_config(&local_tls, &crate::tls::ClientAuth::None).map_err(|e| {
+        invalid(
+            "local.tls_key",
+            format!("does not fit the certificate: {e}"),
+        )
+    })?;
     let max_message_bytes = raw
         .local
         .max_message_bytes
@@ -248,15 +252,15 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
 
     let signing_key_pkcs8 = read_signing_key(&resolve(base, &raw.audit.signing_key))
         .map_err(|e| invalid("audit.signing_key", e))?;
-    let origin = raw
-        .audit
-        .origin
-        .unwrap_or_else(|| default_origin(&oin));
+    let origin = raw.audit.origin.unwrap_or_else(|| default_origin(&oin));
     crate::audit::NoteSigner::from_pkcs8(&origin, &signing_key_pkcs8)
         .map_err(|e| invalid("audit.signing_key / audit.origin", e))?;
     let checkpoint_every_events = raw.audit.checkpoint_every_events.unwrap_or(1000);
     if checkpoint_every_events == 0 {
-        return Err(invalid("audit.checkpoint_every_events", "must be at least 1"));
+        return Err(invalid(
+            "audit.checkpoint_every_events",
+            "must be at least 1",
+        ));
     }
     let checkpoint_every_secs = raw.audit.checkpoint_every_secs.unwrap_or(10);
     if checkpoint_every_secs == 0 {
@@ -285,8 +289,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         _ => return Err(invalid("log.format", "must be \"text\" or \"json\"")),
     };
     let log_level = raw.log.level.unwrap_or_else(|| "info".into());
-    tracing_subscriber::EnvFilter::try_new(&log_level)
-        .map_err(|e| invalid("log.level", e))?;
+    tracing_subscriber::EnvFilter::try_new(&log_level).map_err(|e| invalid("log.level", e))?;
 
     let mut contact_points = Vec::new();
     for (i, raw) in raw.contact_points.into_iter().enumerate() {
@@ -299,7 +302,10 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             return Err(invalid(key("name"), "must be 1 to 200 characters"));
         }
         if raw.phone.is_none() && raw.email.is_none() {
-            return Err(invalid(key("phone"), "a contact point needs a phone or an e-mail"));
+            return Err(invalid(
+                key("phone"),
+                "a contact point needs a phone or an e-mail",
+            ));
         }
         contact_points.push(ContactPoint {
             id,
@@ -320,11 +326,17 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         let key = |field: &str| format!("principals[{i}].{field}");
         let id = PrincipalId::parse(&raw.id).map_err(|e| invalid(key("id"), e))?;
         if id.as_str().starts_with("kring:") {
-            return Err(invalid(key("id"), "the prefix kring: is reserved for the node"));
+            return Err(invalid(
+                key("id"),
+                "the prefix kring: is reserved for the node",
+            ));
         }
         let hash = parse_hash(&raw.token_sha256)
             .ok_or_else(|| invalid(key("token_sha256"), "must be 64 hex digits"))?;
-        if principals.iter().any(|(h, _): &([u8; 32], Principal)| *h == hash) {
+        if principals
+            .iter()
+            .any(|(h, _): &([u8; 32], Principal)| *h == hash)
+        {
             return Err(invalid(key("token_sha256"), "is used by another principal"));
         }
         let mut roles = Vec::new();

@@ -123,7 +123,10 @@ impl Shared {
     fn fail(&self, why: &str) -> LedgerError {
         let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
         if failed.is_none() {
-            tracing::error!(error = why, "store failure; the node refuses further changes");
+            tracing::error!(
+                error = why,
+                "store failure; the node refuses further changes"
+            );
             *failed = Some(why.to_owned());
         }
         LedgerError::Failed(failed.clone().unwrap_or_default())
@@ -321,11 +324,7 @@ impl Ledger {
 
     /// Checkpoints what remains, syncs, and stops the writer and the flusher.
     pub fn shutdown(&self) {
-        let sender = self
-            .jobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let sender = self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(sender) = sender {
             let _ = sender.send(Job::Shutdown);
         }

@@ -21,11 +21,13 @@
 //! - [`pki`]: a development PKI (rcgen).
 //! - [`demo`]: the embedded default, `kring demo`.
 //! - [`cli`]: the command line; nothing imports it.
+//! - [`cli_support`]: rendering for people and signal handling, shared by `cli` and `demo`.
 
 pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod cli;
+pub mod cli_support;
 pub mod clock;
 pub mod config;
 pub mod demo;

@@ -101,9 +101,10 @@ impl RunningNode {
         let own_key = signer.verifier();
         let store_path = config.data_dir.join("store");
         let store_options = config.store.clone();
-        let store = tokio::task::spawn_blocking(move || SledStore::open(&store_path, &store_options))
-            .await
-            .map_err(|e| NodeError::Serve(e.to_string()))??;
+        let store =
+            tokio::task::spawn_blocking(move || SledStore::open(&store_path, &store_options))
+                .await
+                .map_err(|e| NodeError::Serve(e.to_string()))??;
         let ledger = Arc::new(Ledger::open(
             Arc::new(store),
             clock.clone(),
@@ -123,12 +124,13 @@ impl RunningNode {
             config.signal_retention_millis,
         ));
         let tls = crate::tls::server_config(&config.local_tls, &crate::tls::ClientAuth::None)?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|error| NodeError::Listen {
-                address: config.listen,
-                error,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|error| NodeError::Listen {
+                    address: config.listen,
+                    error,
+                })?;
         let local_addr = listener.local_addr().map_err(|error| NodeError::Listen {
             address: config.listen,
             error,
@@ -142,7 +144,11 @@ impl RunningNode {
         .object(format!("listener:{local_addr}"));
         ledger.commit(move |txn| txn.audit(started)).await?;
 
-        let calls = Calls::new(Arc::new(config.principals.clone()), ledger.clone(), organisation);
+        let calls = Calls::new(
+            Arc::new(config.principals.clone()),
+            ledger.clone(),
+            organisation,
+        );
         let api = LocalApi {
             calls: calls.clone(),
             signals: SignalsApi::new(calls.clone(), signals.clone()),

@@ -5,8 +5,8 @@
 use std::net::IpAddr;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -180,7 +180,11 @@ mod tests {
         let ca = DevCa::generate("kring dev CA").unwrap();
         let oin = Oin::parse("00000001003214345000").unwrap();
         let issued = ca
-            .issue(&NodeCertRequest::loopback("Basisschool De Regenboog", oin, 30))
+            .issue(&NodeCertRequest::loopback(
+                "Basisschool De Regenboog",
+                oin,
+                30,
+            ))
             .unwrap();
         let identity = crate::tls::TlsIdentity::from_pem(
             issued.cert_pem.as_bytes(),

@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::domain::{
-    Action, Actor, Bsn, Category, ContactPointId, EventDraft, Invalid, MeldcodeStep, MessageId, Oin,
-    OutboxBody, OutboxMessage, Pseudonym, Purpose, RegisterSignal, RelatedPseudonym, Severity,
+    Action, Actor, Bsn, Category, ContactPointId, EventDraft, Invalid, MeldcodeStep, MessageId,
+    Oin, OutboxBody, OutboxMessage, Pseudonym, Purpose, RegisterSignal, RelatedPseudonym, Severity,
     Signal, SignalChange, SignalId, TransactionId, UnixMillis, WithdrawReason,
 };
 use crate::ledger::{Ledger, LedgerError, Txn};
@@ -59,7 +59,10 @@ impl SignalQuery {
         self.category.is_none_or(|c| c == s.category)
             && self.severity.is_none_or(|v| v == s.severity)
             && self.meldcode_step.is_none_or(|m| m == s.meldcode_step)
-            && self.contact_point.as_ref().is_none_or(|c| *c == s.contact_point)
+            && self
+                .contact_point
+                .as_ref()
+                .is_none_or(|c| *c == s.contact_point)
             && self
                 .registered_by
                 .as_ref()
@@ -119,8 +122,10 @@ impl SignalService {
     }
 
     fn event(caller: &Caller, action: Action) -> EventDraft {
-        EventDraft::new(caller.transaction, caller.actor.clone(), action)
-            .purpose(Purpose::Registration, Purpose::Registration.local_legal_basis())
+        EventDraft::new(caller.transaction, caller.actor.clone(), action).purpose(
+            Purpose::Registration,
+            Purpose::Registration.local_legal_basis(),
+        )
     }
 
     pub async fn register(
@@ -302,7 +307,10 @@ impl SignalService {
                         continue;
                     }
                     if signals.len() == query.page_size || scanned == SCAN_LIMIT {
-                        return Ok(SignalPage { signals, next: last });
+                        return Ok(SignalPage {
+                            signals,
+                            next: last,
+                        });
                     }
                     scanned += 1;
                     if let Some(signal) = store.signal(&id)? {
@@ -313,7 +321,10 @@ impl SignalService {
             None => {
                 for signal in store.signals_after(query.after) {
                     if signals.len() == query.page_size || scanned == SCAN_LIMIT {
-                        return Ok(SignalPage { signals, next: last });
+                        return Ok(SignalPage {
+                            signals,
+                            next: last,
+                        });
                     }
                     scanned += 1;
                     push(signal?, &mut signals);
@@ -380,5 +391,9 @@ fn outbox(txn: &mut Txn<'_>, transaction: TransactionId, body: OutboxBody) {
 
 fn remove(txn: &mut Txn<'_>, signal: &Signal, transaction: TransactionId) {
     txn.change(Change::DeleteSignal(signal.clone()));
-    outbox(txn, transaction, OutboxBody::RetractPointer { signal: signal.id });
+    outbox(
+        txn,
+        transaction,
+        OutboxBody::RetractPointer { signal: signal.id },
+    );
 }

@@ -46,7 +46,11 @@ impl AuditApi {
         self.calls.ledger()
     }
 
-    async fn begin(&self, metadata: &tonic::metadata::MetadataMap, action: Action) -> Result<Call, Status> {
+    async fn begin(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+        action: Action,
+    ) -> Result<Call, Status> {
         self.calls
             .begin(metadata, action, Capability::ReviewAudit)
             .await
@@ -65,7 +69,10 @@ impl AuditApi {
             call.caller.actor.clone(),
             call.action,
         )
-        .purpose(Purpose::AuditReview, Purpose::AuditReview.local_legal_basis())
+        .purpose(
+            Purpose::AuditReview,
+            Purpose::AuditReview.local_legal_basis(),
+        )
         .subjects(subjects)
         .object(object);
         draft.reason = reason;
@@ -310,8 +317,8 @@ impl proto::audit_server::Audit for AuditApi {
         let result = async {
             let store = self.ledger().store().clone();
             let size = self.ledger().durable().size;
-            let verifier = Verifier::new(Some(self.own_key.clone()))
-                .expect_origin(self.ledger().origin());
+            let verifier =
+                Verifier::new(Some(self.own_key.clone())).expect_origin(self.ledger().origin());
             let report = tokio::task::spawn_blocking(move || {
                 verify::verify_store(store.as_ref(), &verifier, Some(size))
             })
@@ -377,8 +384,8 @@ impl proto::audit_server::Audit for AuditApi {
                         .audit_events(at, end)
                         .map(|item| {
                             let (_, bytes) = item.map_err(|e| Status::internal(e.to_string()))?;
-                            let event =
-                                event::decode(&bytes).map_err(|e| Status::internal(e.to_string()))?;
+                            let event = event::decode(&bytes)
+                                .map_err(|e| Status::internal(e.to_string()))?;
                             Ok(convert::audit_event(&event, bytes))
                         })
                         .collect();

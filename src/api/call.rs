@@ -85,7 +85,9 @@ impl Calls {
             Some(token) => self
                 .principals
                 .authenticate(token)
-                .ok_or(ApiError::Unauthenticated("authorization: unknown bearer token")),
+                .ok_or(ApiError::Unauthenticated(
+                    "authorization: unknown bearer token",
+                )),
         };
         let principal = match principal {
             Ok(principal) => principal,

@@ -9,9 +9,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use tonic::Status;
 use tonic::body::Body;
 use tonic::metadata::MetadataMap;
-use tonic::Status;
 use tower::{Layer, Service};
 
 use super::call::Calls;

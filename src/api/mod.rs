@@ -4,6 +4,7 @@
 
 mod audit;
 mod call;
+pub mod client;
 pub mod convert;
 mod error;
 mod limit;
@@ -75,7 +76,9 @@ pub async fn serve_local(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     api: LocalApi,
-    health: tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+    health: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let reflection = tonic_reflection::server::Builder::configure()

@@ -69,10 +69,13 @@ mod tests {
             }],
             ..Default::default()
         };
-        let printed = format!("{request:?} {:?}", proto::ListRequest {
-            person_bsn: Some("111222333".into()),
-            ..Default::default()
-        });
+        let printed = format!(
+            "{request:?} {:?}",
+            proto::ListRequest {
+                person_bsn: Some("111222333".into()),
+                ..Default::default()
+            }
+        );
         assert!(!printed.contains("111222333"), "{printed}");
         assert!(!printed.contains("123456782"), "{printed}");
         assert!(printed.contains("***"));

@@ -35,7 +35,11 @@ impl proto::signals_server::Signals for SignalsApi {
         let (metadata, _, mut body) = request.into_parts();
         let call = self
             .calls
-            .begin(&metadata, Action::SignalRegister, Capability::RegisterSignal)
+            .begin(
+                &metadata,
+                Action::SignalRegister,
+                Capability::RegisterSignal,
+            )
             .await?;
         let parsed = convert::register(&body);
         body.zeroize_bsns();
@@ -56,7 +60,11 @@ impl proto::signals_server::Signals for SignalsApi {
     ) -> Result<Response<proto::UpdateResponse>, Status> {
         let call = self
             .calls
-            .begin(request.metadata(), Action::SignalUpdate, Capability::UpdateSignal)
+            .begin(
+                request.metadata(),
+                Action::SignalUpdate,
+                Capability::UpdateSignal,
+            )
             .await?;
         let result = async {
             let (id, change) = convert::update(request.get_ref())?;

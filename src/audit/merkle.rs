@@ -22,7 +22,10 @@ pub fn leaf_hash(data: &[u8]) -> Hash32 {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     ctx.update(&[0x00]);
     ctx.update(data);
-    ctx.finish().as_ref().try_into().expect("SHA-256 is 32 bytes")
+    ctx.finish()
+        .as_ref()
+        .try_into()
+        .expect("SHA-256 is 32 bytes")
 }
 
 pub fn node_hash(left: &Hash32, right: &Hash32) -> Hash32 {
@@ -30,7 +33,10 @@ pub fn node_hash(left: &Hash32, right: &Hash32) -> Hash32 {
     ctx.update(&[0x01]);
     ctx.update(left);
     ctx.update(right);
-    ctx.finish().as_ref().try_into().expect("SHA-256 is 32 bytes")
+    ctx.finish()
+        .as_ref()
+        .try_into()
+        .expect("SHA-256 is 32 bytes")
 }
 
 /// The root of the empty tree: SHA-256 of nothing.
@@ -268,7 +274,11 @@ mod tests {
         let mut frontier = Frontier::default();
         assert_eq!(frontier.root(), h(ROOTS[0]));
         for size in 0..=8u64 {
-            assert_eq!(root(size, &store).unwrap(), h(ROOTS[size as usize]), "size {size}");
+            assert_eq!(
+                root(size, &store).unwrap(),
+                h(ROOTS[size as usize]),
+                "size {size}"
+            );
         }
         for (i, data) in leaves.iter().enumerate() {
             frontier.push(leaf_hash(data), |_, _| {});

@@ -69,7 +69,12 @@ fn time_at(store: &dyn Store, index: u64) -> Result<i64, SearchError> {
 }
 
 /// The first index in `lo..hi` whose time is at or after `time` (times never decrease).
-fn first_at_or_after(store: &dyn Store, mut lo: u64, mut hi: u64, time: i64) -> Result<u64, SearchError> {
+fn first_at_or_after(
+    store: &dyn Store,
+    mut lo: u64,
+    mut hi: u64,
+    time: i64,
+) -> Result<u64, SearchError> {
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
         if time_at(store, mid)? < time {

@@ -19,34 +19,61 @@ pub enum Break {
         error: String,
     },
     /// Position `expected` holds no event; the next one found claims `found`.
-    MissingEvent { expected: u64, found: u64 },
+    MissingEvent {
+        expected: u64,
+        found: u64,
+    },
     /// The bytes at position `position` do not start with their own index and time.
-    Misplaced { position: u64 },
+    Misplaced {
+        position: u64,
+    },
     TimeWentBack {
         index: u64,
         time: i64,
         previous: i64,
     },
     /// The event at `index` no longer hashes to the leaf hash stored when it was written.
-    EventChanged { index: u64 },
+    EventChanged {
+        index: u64,
+    },
     /// A stored subtree hash disagrees with the events under it.
     StoredHash {
         stored_index: u64,
         first_event: u64,
         last_event: u64,
     },
-    MissingStoredHash { stored_index: u64 },
+    MissingStoredHash {
+        stored_index: u64,
+    },
     /// Stored hashes exist for events the log does not have.
-    ExtraStoredHashes { log_size: u64 },
-    CheckpointUnreadable { size: u64, error: String },
-    CheckpointOrigin { size: u64, found: String },
-    CheckpointSizeMismatch { listed: u64, signed: u64 },
+    ExtraStoredHashes {
+        log_size: u64,
+    },
+    CheckpointUnreadable {
+        size: u64,
+        error: String,
+    },
+    CheckpointOrigin {
+        size: u64,
+        found: String,
+    },
+    CheckpointSizeMismatch {
+        listed: u64,
+        signed: u64,
+    },
     /// The events up to `size` do not give the root the checkpoint signed.
-    CheckpointRoot { size: u64 },
+    CheckpointRoot {
+        size: u64,
+    },
     /// The log is shorter than a checkpoint says it was.
-    Truncated { checkpoint_size: u64, log_size: u64 },
+    Truncated {
+        checkpoint_size: u64,
+        log_size: u64,
+    },
     /// A checkpoint the reader trusted is not a prefix of this log: history was rewritten.
-    TrustedCheckpoint { size: u64 },
+    TrustedCheckpoint {
+        size: u64,
+    },
 }
 
 impl fmt::Display for Break {
@@ -93,10 +120,9 @@ impl fmt::Display for Break {
             Break::CheckpointOrigin { size, found } => {
                 write!(f, "checkpoint at size {size} names another log: {found:?}")
             }
-            Break::CheckpointSizeMismatch { listed, signed } => write!(
-                f,
-                "checkpoint listed at size {listed} signs size {signed}"
-            ),
+            Break::CheckpointSizeMismatch { listed, signed } => {
+                write!(f, "checkpoint listed at size {listed} signs size {signed}")
+            }
             Break::CheckpointRoot { size } => write!(
                 f,
                 "the events 0..{size} do not give the root signed in the checkpoint at size {size}"
@@ -213,7 +239,11 @@ impl Verifier {
         let mut targets: Vec<(u64, Hash32, Target)> = pending
             .iter()
             .map(|c| (c.size, c.root, Target::Signed))
-            .chain(self.trusted.iter().map(|c| (c.size, c.root, Target::Trusted)))
+            .chain(
+                self.trusted
+                    .iter()
+                    .map(|c| (c.size, c.root, Target::Trusted)),
+            )
             .collect();
         targets.sort_by_key(|t| t.0);
         let mut targets = targets.into_iter().peekable();
@@ -490,8 +520,8 @@ mod tests {
     #[test]
     fn a_rewritten_and_resigned_log_fails_against_a_trusted_checkpoint() {
         let original = log(50, 10);
-        let trusted = checkpoint::open(&original.signer.verifier(), &original.checkpoints[1].1)
-            .unwrap();
+        let trusted =
+            checkpoint::open(&original.signer.verifier(), &original.checkpoints[1].1).unwrap();
         // The same node rewrites event 7 and re-signs every checkpoint: consistent in itself.
         let rewritten = log_with(50, 10, Some(7));
         let own = Verifier::new(Some(rewritten.signer.verifier()));
@@ -578,7 +608,11 @@ mod tests {
         tampered_hash.hashes.insert(at, [0; 32]);
         assert!(matches!(
             check(&Verifier::new(key), &tampered_hash).problem,
-            Some(Break::StoredHash { first_event: 0, last_event: 3, .. })
+            Some(Break::StoredHash {
+                first_event: 0,
+                last_event: 3,
+                ..
+            })
         ));
     }
 }

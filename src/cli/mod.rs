@@ -1,1 +1,99 @@
-pub fn main() -> std::process::ExitCode { std::process::ExitCode::SUCCESS }
+//! The command line. Each subcommand group has its file; this one parses and dispatches, and
+//! sets up logging. Nothing in the library imports `cli`.
+
+mod audit;
+mod client;
+mod node;
+mod pki;
+mod signal;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kring",
+    version,
+    about = "Federation node for the regional approach to domestic violence and child abuse"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a node from its configuration file.
+    Node(node::NodeArgs),
+    /// Run the embedded federation on loopback and play the scenario.
+    Demo(crate::demo::DemoArgs),
+    /// Bearer tokens for a node's principals.
+    #[command(subcommand)]
+    Token(node::TokenCommand),
+    /// A development PKI: CA, node certificates, audit keys.
+    #[command(subcommand)]
+    Pki(pki::PkiCommand),
+    /// Register, update, withdraw and list signals at a node.
+    #[command(subcommand)]
+    Signal(signal::SignalCommand),
+    /// Search, prove, export and verify a node's audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    crate::tls::install_provider();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("kring: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Node(args) => node::run(args).await,
+            Command::Demo(args) => {
+                init_logging(LogFormat::Text, "warn");
+                crate::demo::run(args).await.map_err(anyhow::Error::from)
+            }
+            Command::Token(command) => node::token(command),
+            Command::Pki(command) => pki::run(command),
+            Command::Signal(command) => {
+                init_logging(LogFormat::Text, "warn");
+                signal::run(command).await
+            }
+            Command::Audit(command) => {
+                init_logging(LogFormat::Text, "warn");
+                audit::run(command).await
+            }
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("kring: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to stderr, as text or JSON lines, filtered by `RUST_LOG` or `level`.
+pub(crate) fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}

@@ -82,10 +82,7 @@ pub enum IdError {
     #[error("must be a UUID")]
     NotUuid,
     #[error("must be 1 to {max} characters of {allowed}")]
-    Charset {
-        max: usize,
-        allowed: &'static str,
-    },
+    Charset { max: usize, allowed: &'static str },
 }
 
 macro_rules! uuid_id {
@@ -242,10 +239,7 @@ mod tests {
         assert_eq!(text.len(), 43);
         assert_eq!(Pseudonym::parse(&text).unwrap(), p);
         assert_eq!(Pseudonym::parse("abc"), Err(PseudonymError::Format));
-        assert_eq!(
-            serde_json::to_string(&p).unwrap(),
-            format!("\"{text}\"")
-        );
+        assert_eq!(serde_json::to_string(&p).unwrap(), format!("\"{text}\""));
     }
 
     #[test]

@@ -21,8 +21,8 @@ pub use org::{Oin, OinError, OrgType, Ring};
 pub use outbox::{OutboxBody, OutboxMessage};
 pub use purpose::{LegalBasis, Purpose, Role};
 pub use signal::{
-    Category, Invalid, MeldcodeStep, RegisterSignal, RelatedBsn, RelatedPseudonym, Relation,
-    Severity, Signal, SignalChange, SignalContent, WithdrawReason, MAX_RELATED, parse_bsn,
+    Category, Invalid, MAX_RELATED, MeldcodeStep, RegisterSignal, RelatedBsn, RelatedPseudonym,
+    Relation, Severity, Signal, SignalChange, SignalContent, WithdrawReason, parse_bsn,
 };
 
 /// A name that is not in one of the closed lists; says which names are allowed.

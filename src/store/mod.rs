@@ -53,7 +53,10 @@ pub enum Change {
         hashes: Vec<(u64, Hash32)>,
     },
     /// A signed checkpoint of the audit log at `size` events.
-    PutCheckpoint { size: u64, note: String },
+    PutCheckpoint {
+        size: u64,
+        note: String,
+    },
 }
 
 pub type StoreIter<'a, T> = Box<dyn Iterator<Item = Result<T, StoreError>> + Send + 'a>;

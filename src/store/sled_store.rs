@@ -120,12 +120,13 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn u64_suffix(key: &[u8]) -> Result<u64, StoreError> {
-    let tail: [u8; 8] = key[key.len().saturating_sub(8)..]
-        .try_into()
-        .map_err(|_| StoreError::Corrupt {
-            key: hex(key),
-            problem: "key too short".into(),
-        })?;
+    let tail: [u8; 8] =
+        key[key.len().saturating_sub(8)..]
+            .try_into()
+            .map_err(|_| StoreError::Corrupt {
+                key: hex(key),
+                problem: "key too short".into(),
+            })?;
     Ok(u64::from_be_bytes(tail))
 }
 
@@ -162,10 +163,7 @@ impl BatchBuilder {
 
     fn signal_indexes(&self, signal: &Signal) -> Vec<Vec<u8>> {
         let id = signal.id.as_bytes();
-        let mut keys: Vec<Vec<u8>> = signal
-            .persons()
-            .map(|p| key(PERSON, &[&p.0, id]))
-            .collect();
+        let mut keys: Vec<Vec<u8>> = signal.persons().map(|p| key(PERSON, &[&p.0, id])).collect();
         keys.push(key(EXPIRY, &[&ordered(signal.expires_at), id]));
         keys
     }
@@ -234,10 +232,7 @@ impl Store for SledStore {
 
     fn signal(&self, id: &SignalId) -> Result<Option<Signal>, StoreError> {
         let k = key(SIGNAL, &[id.as_bytes()]);
-        self.tree
-            .get(&k)?
-            .map(|v| decode(&k, &v))
-            .transpose()
+        self.tree.get(&k)?.map(|v| decode(&k, &v)).transpose()
     }
 
     fn signals_after(&self, after: Option<SignalId>) -> StoreIter<'_, Signal> {
@@ -249,14 +244,10 @@ impl Store for SledStore {
             }
             None => vec![SIGNAL],
         };
-        Box::new(
-            self.tree
-                .range(start..vec![SIGNAL + 1])
-                .map(|item| {
-                    let (k, v) = item?;
-                    decode(&k, &v)
-                }),
-        )
+        Box::new(self.tree.range(start..vec![SIGNAL + 1]).map(|item| {
+            let (k, v) = item?;
+            decode(&k, &v)
+        }))
     }
 
     fn signal_ids_for_person(&self, person: &Pseudonym) -> Result<Vec<SignalId>, StoreError> {
