@@ -2,7 +2,10 @@
 //!
 //! tonic's own limit answers OUT_OF_RANGE and never reaches a handler, so it cannot be
 //! audited; this layer reads the request body up to the limit instead. Every kring call sends
-//! exactly one request message, so buffering it changes nothing else.
+//! exactly one request message, so buffering it changes nothing else. Only kring's services
+//! are buffered: server reflection is a bidirectional stream that a client such as grpcurl
+//! keeps open between requests, and waiting for its end would stall it until the server's
+//! timeout. Health and reflection keep tonic's own limit.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,6 +22,8 @@ use super::error::ApiError;
 
 /// The gRPC frame header in front of every message: a compression flag and a length.
 const FRAME_HEADER: usize = 5;
+/// The path prefix of kring's own services, whose requests this layer limits.
+const KRING_SERVICES: &str = "/kring.";
 
 #[derive(Debug, Clone)]
 pub struct SizeLimitLayer {
@@ -69,6 +74,9 @@ where
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
+        if !request.uri().path().starts_with(KRING_SERVICES) {
+            return Box::pin(inner.call(request));
+        }
         let limit = self.limit;
         let calls = self.calls.clone();
         Box::pin(async move {
