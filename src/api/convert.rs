@@ -330,10 +330,12 @@ mod tests {
         }
     }
 
+    type Mutation = Box<dyn Fn(&mut proto::RegisterRequest)>;
+
     #[test]
     fn every_bad_field_is_named() {
         assert!(register(&valid()).is_ok());
-        let cases: Vec<(&str, Box<dyn Fn(&mut proto::RegisterRequest)>)> = vec![
+        let cases: Vec<(&str, Mutation)> = vec![
             (
                 "subject_bsn",
                 Box::new(|r| r.subject_bsn = "123456789".into()),

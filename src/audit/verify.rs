@@ -320,7 +320,7 @@ impl Verifier {
             }
         }
         let log_size = run.frontier.size();
-        if let Some(stored) = stored.as_deref_mut()
+        if let Some(stored) = stored
             && stored.next().is_some()
         {
             return Err(Break::ExtraStoredHashes { log_size });
