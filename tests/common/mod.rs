@@ -176,7 +176,18 @@ pub async fn connect(address: &str, ca_pem: &str, token: Option<&str>) -> LocalC
 
 /// A valid BSN (elfproef) made from `n`; different `n` give different BSNs.
 pub fn bsn(n: u32) -> String {
-    let mut base = 20_000_000 + (n % 7_000_000) * 11;
+    with_check_digit(20_000_000 + (n % 7_000_000) * 11)
+}
+
+/// A valid nine-digit BSN that starts with 0, so that its last eight digits are the same BSN
+/// in its eight-digit form; different `n` give different BSNs, none equal to a [`bsn`].
+pub fn bsn_with_leading_zero(n: u32) -> String {
+    with_check_digit(1_000_000 + (n % 800_000) * 11)
+}
+
+/// Eight digits and the check digit that makes them pass the elfproef (the next eight-digit
+/// number when no check digit does).
+fn with_check_digit(mut base: u32) -> String {
     loop {
         let digits = format!("{base:08}");
         let sum: u32 = digits
