@@ -196,7 +196,7 @@ async fn search_filters_by_time_actor_action_subject_purpose_and_outcome() {
             )
             .await;
             assert!(
-                found.iter().all(|e| filter(e)),
+                found.iter().all(&filter),
                 "{name}: every event found matches"
             );
             let within: Vec<u64> = found
