@@ -52,7 +52,10 @@ fn main() {
     kring::tls::install_provider();
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--serve-empty") {
-        serve_empty(Path::new(&args[i + 1]), args[i + 2].parse().expect("a port"));
+        serve_empty(
+            Path::new(&args[i + 1]),
+            args[i + 2].parse().expect("a port"),
+        );
         return;
     }
     if args.iter().any(|a| a == "--list") {
@@ -64,7 +67,10 @@ fn main() {
         .enable_all()
         .build()
         .expect("a runtime");
+    let events = options.events;
     runtime.block_on(run(options));
+    drop(runtime);
+    verification(events);
 }
 
 struct Load {
@@ -297,6 +303,10 @@ async fn run(options: Options) {
             .args(["node", "--config"])
             .arg(&config)
             .stdout(Stdio::null())
+            .stderr(match std::env::var_os("KRING_BENCH_NODE_LOG") {
+                Some(path) => Stdio::from(std::fs::File::create(path).expect("a log file")),
+                None => Stdio::inherit(),
+            })
             .spawn()
             .expect("the kring binary");
         let address = format!("127.0.0.1:{port}");
@@ -351,7 +361,6 @@ async fn run(options: Options) {
         kring_rate / empty_rate,
         rss.iter().cloned().fold(0.0, f64::max)
     );
-    verification(options.events);
 }
 
 /// Builds a log of `events` register-shaped events through the ledger, then times a full
@@ -362,7 +371,7 @@ fn verification(events: u64) {
         Action, Actor, EventDraft, Oin, PrincipalId, Pseudonym, Purpose, Role, TransactionId,
     };
     use kring::ledger::{Ledger, LedgerOptions};
-    use kring::store::{SledStore, StoreOptions};
+    use kring::store::{SledStore, Store, StoreOptions};
 
     let dir = tempfile::tempdir().expect("a temp dir");
     let pkcs8 = kring::audit::note::generate_pkcs8();
@@ -404,10 +413,17 @@ fn verification(events: u64) {
                         let mut b = [9u8; 32];
                         b[..8].copy_from_slice(&seed);
                         txn.audit(
-                            EventDraft::new(TransactionId::new(), actor.clone(), Action::SignalRegister)
-                                .purpose(Purpose::Registration, Purpose::Registration.local_legal_basis())
-                                .subjects([Pseudonym(a), Pseudonym(b)])
-                                .object(format!("signal:{}", TransactionId::new())),
+                            EventDraft::new(
+                                TransactionId::new(),
+                                actor.clone(),
+                                Action::SignalRegister,
+                            )
+                            .purpose(
+                                Purpose::Registration,
+                                Purpose::Registration.local_legal_basis(),
+                            )
+                            .subjects([Pseudonym(a), Pseudonym(b)])
+                            .object(format!("signal:{}", TransactionId::new())),
                         );
                     }
                 }))
@@ -465,7 +481,9 @@ fn serve_empty(dir: &Path, port: u16) {
         let identity =
             kring::tls::TlsIdentity::load(&dir.join("node.crt"), &dir.join("node.key")).unwrap();
         let tls = kring::tls::server_config(&identity, &kring::tls::ClientAuth::None).unwrap();
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
         tonic::transport::Server::builder()
             .add_service(proto::signals_server::SignalsServer::new(Empty))
             .serve_with_incoming(kring::tls::incoming(listener, tls))

@@ -368,6 +368,7 @@ impl Writer {
             };
             let mut next = Some(first);
             let mut handled = 0;
+            let started = Instant::now();
             while let Some(job) = next.take() {
                 match job {
                     Job::Work(work) => self.work(work),
@@ -390,6 +391,11 @@ impl Writer {
                 }
             }
             self.checkpoint_if(Due::Interval);
+            tracing::trace!(
+                jobs = handled,
+                apply_us = started.elapsed().as_micros() as u64,
+                "writer batch"
+            );
             self.hand_over();
         }
     }
@@ -560,6 +566,7 @@ fn flush_loop(shared: &Shared) {
             }
             std::mem::take(&mut queue.groups)
         };
+        let started = Instant::now();
         let outcome = match shared.failure() {
             Some(failure) => Err(failure),
             None => shared
@@ -567,6 +574,11 @@ fn flush_loop(shared: &Shared) {
                 .sync()
                 .map_err(|e| shared.fail(&format!("sync: {e}"))),
         };
+        tracing::debug!(
+            commits = groups.iter().map(|g| g.completions.len()).sum::<usize>(),
+            sync_us = started.elapsed().as_micros() as u64,
+            "group commit"
+        );
         if outcome.is_ok() {
             let mut durable = shared.durable.write().unwrap_or_else(|e| e.into_inner());
             for group in &groups {

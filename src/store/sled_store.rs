@@ -225,8 +225,15 @@ impl Store for SledStore {
     }
 
     fn sync(&self) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
         self.db.flush()?;
+        let flushed = started.elapsed();
         self.data_file.sync_data()?;
+        tracing::trace!(
+            flush_us = flushed.as_micros() as u64,
+            fdatasync_us = (started.elapsed() - flushed).as_micros() as u64,
+            "store sync"
+        );
         Ok(())
     }
 
