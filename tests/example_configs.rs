@@ -28,8 +28,8 @@ fn every_example_configuration_validates() {
         std::fs::write(pki.join("node.key"), issued.key_pem).unwrap();
         std::fs::write(pki.join("audit.key"), ed25519_key_pem()).unwrap();
         let text = std::fs::read_to_string(examples.join(format!("{key}.toml"))).unwrap();
-        let config = Config::parse(&text, dir.path())
-            .unwrap_or_else(|e| panic!("config/{key}.toml: {e}"));
+        let config =
+            Config::parse(&text, dir.path()).unwrap_or_else(|e| panic!("config/{key}.toml: {e}"));
         assert_eq!(config.organisation.oin.as_str(), oin, "{key}");
         assert_eq!(config.organisation.org_type, org_type, "{key}");
         assert!(!config.contact_points.is_empty(), "{key}");
