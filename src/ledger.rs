@@ -21,7 +21,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::audit::merkle::{self, Hash32, StoredHashes};
+use crate::audit::merkle::{self, Frontier, Hash32, StoredHashes};
 use crate::audit::{NoteSigner, SignedCheckpoint, checkpoint, event};
 use crate::clock::SharedClock;
 use crate::domain::{EventDraft, UnixMillis};
@@ -154,34 +154,17 @@ impl std::fmt::Debug for Ledger {
     }
 }
 
-struct StoreHashes<'a> {
-    store: &'a dyn Store,
-    pending: &'a [(u64, Hash32)],
-}
+struct StoreHashes<'a>(&'a dyn Store);
 
 impl StoredHashes for StoreHashes<'_> {
     fn read(&self, indexes: &[u64]) -> Result<Vec<Hash32>, String> {
-        let mut out = Vec::with_capacity(indexes.len());
-        for index in indexes {
-            match self.pending.iter().rev().find(|(at, _)| at == index) {
-                Some((_, hash)) => out.push(*hash),
-                None => out.push(
-                    self.store
-                        .audit_hashes(&[*index])
-                        .map_err(|e| e.to_string())?[0],
-                ),
-            }
-        }
-        Ok(out)
+        self.0.audit_hashes(indexes).map_err(|e| e.to_string())
     }
 }
 
 /// Read access to the stored hashes, for roots and proofs.
 pub fn store_hashes(store: &dyn Store) -> impl StoredHashes + '_ {
-    StoreHashes {
-        store,
-        pending: &[],
-    }
+    StoreHashes(store)
 }
 
 impl Ledger {
@@ -230,6 +213,8 @@ impl Ledger {
             wake: Condvar::new(),
             failed: Mutex::new(None),
         });
+        let frontier = Frontier::resume(size, &store_hashes(store.as_ref()))
+            .map_err(|e| LedgerError::Failed(format!("audit log frontier: {e}")))?;
         let (sender, receiver) = mpsc::channel();
         let verifier_key = options.signer.verifier_key();
         let origin = options.origin.clone();
@@ -238,6 +223,7 @@ impl Ledger {
             clock,
             shared: shared.clone(),
             size,
+            frontier,
             last_time,
             last_checkpoint_size: latest.as_ref().map_or(0, |c| c.size),
             last_checkpoint_at: Instant::now(),
@@ -346,6 +332,8 @@ struct Writer {
     clock: SharedClock,
     shared: Arc<Shared>,
     size: u64,
+    /// The roots of the log's complete subtrees: appends and checkpoints read nothing.
+    frontier: Frontier,
     last_time: UnixMillis,
     last_checkpoint_size: u64,
     last_checkpoint_at: Instant,
@@ -428,39 +416,29 @@ impl Writer {
             return;
         }
         let now = self.now();
-        let mut pending_hashes: Vec<(u64, Hash32)> = Vec::new();
-        let start_size = self.size;
+        let saved = (self.size, self.frontier.clone());
         for draft in events {
+            let registers = draft.registers;
             for draft in split_subjects(draft) {
                 let placed = draft.at(self.size, now);
                 let canonical = event::encode(&placed);
-                let hashes = match merkle::append(
-                    self.size,
-                    merkle::leaf_hash(&canonical),
-                    &StoreHashes {
-                        store: self.store.as_ref(),
-                        pending: &pending_hashes,
-                    },
-                ) {
-                    Ok(hashes) => hashes,
-                    Err(e) => {
-                        self.size = start_size;
-                        completion(Err(self.shared.fail(&e.to_string())));
-                        return;
-                    }
-                };
-                pending_hashes.extend_from_slice(&hashes);
+                let mut hashes = Vec::with_capacity(2);
+                self.frontier
+                    .push(merkle::leaf_hash(&canonical), |index, hash| {
+                        hashes.push((index, *hash));
+                    });
                 changes.push(Change::AppendAudit {
                     index: self.size,
                     canonical,
                     subjects: placed.subjects,
                     hashes,
+                    registers,
                 });
                 self.size += 1;
             }
         }
         if let Err(e) = self.store.apply(&changes) {
-            self.size = start_size;
+            (self.size, self.frontier) = saved;
             completion(Err(self.shared.fail(&e.to_string())));
             return;
         }
@@ -492,12 +470,9 @@ impl Writer {
         {
             return;
         }
-        let result = merkle::root(self.size, &store_hashes(self.store.as_ref()))
+        let root = self.frontier.root();
+        let result = checkpoint::sign(&self.options.signer, &self.options.origin, self.size, &root)
             .map_err(|e| e.to_string())
-            .and_then(|root| {
-                checkpoint::sign(&self.options.signer, &self.options.origin, self.size, &root)
-                    .map_err(|e| e.to_string())
-            })
             .and_then(|signed| {
                 self.store
                     .apply(&[Change::PutCheckpoint {

@@ -185,7 +185,7 @@ impl SignalService {
                 txn.audit(
                     Self::event(&caller, Action::SignalRegister)
                         .subjects(signal.persons())
-                        .object(format!("signal:{}", signal.id)),
+                        .registers(signal.id),
                 );
                 signal
             })
@@ -302,7 +302,7 @@ impl SignalService {
         };
         match query.person {
             Some(person) => {
-                for id in store.signal_ids_for_person(&person)? {
+                for id in store.signals_about(&person)? {
                     if query.after.is_some_and(|after| id <= after) {
                         continue;
                     }

@@ -163,6 +163,25 @@ pub struct Frontier {
 }
 
 impl Frontier {
+    /// The frontier of a stored tree of `size` leaves: the roots of its complete subtrees.
+    pub fn resume<R: StoredHashes + ?Sized>(size: u64, hashes: &R) -> Result<Frontier, ProofError> {
+        let mut levels = Vec::new();
+        let mut indexes = Vec::new();
+        let mut start = 0u64;
+        for level in (0..64u8).rev() {
+            if size & (1 << level) != 0 {
+                levels.push(level);
+                indexes.push(tlog_tiles::stored_hash_index(level, start >> level));
+                start += 1 << level;
+            }
+        }
+        let roots = hashes.read(&indexes).map_err(ProofError::Read)?;
+        Ok(Frontier {
+            size,
+            stack: levels.into_iter().zip(roots).collect(),
+        })
+    }
+
     pub fn size(&self) -> u64 {
         self.size
     }
@@ -385,6 +404,18 @@ mod tests {
                 let proof = consistency_proof(old, size, &store).unwrap();
                 verify_consistency(old, &old_root, size, &root_now, &proof).unwrap();
             }
+        }
+        // A frontier resumed from the store at any size continues exactly as the original.
+        for size in [0u64, 1, 2, 3, 7, 8, 33, 64, 69] {
+            let mut resumed = Frontier::resume(size, &store).unwrap();
+            let mut original = Frontier::default();
+            for data in &leaves[..size as usize] {
+                original.push(leaf_hash(data), |_, _| {});
+            }
+            assert_eq!(resumed.root(), original.root(), "resumed at {size}");
+            resumed.push(leaf_hash(b"next"), |_, _| {});
+            original.push(leaf_hash(b"next"), |_, _| {});
+            assert_eq!(resumed.root(), original.root(), "after a push at {size}");
         }
         // The frontier reports exactly the stored hashes, in stored order.
         let stored = store.0.borrow();

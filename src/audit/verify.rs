@@ -404,16 +404,18 @@ pub fn verify_store(store: &dyn Store, verifier: &Verifier, upto: Option<u64>) -
             }
         },
     };
-    let events = store
-        .audit_events(0, size)
-        .map(|item| item.map_err(|e| e.to_string()));
-    let hashes_until = match upto {
-        Some(size) => tlog_tiles::stored_hash_count(size),
-        None => u64::MAX,
-    };
-    let mut stored = store
-        .audit_hash_range(0, hashes_until)
-        .map(|item| item.map_err(|e| e.to_string()));
+    // Each stored event carries the stored hashes its append produced. Read every event once
+    // and queue its hashes; the verifier asks for them right after taking the event.
+    let queued = std::cell::RefCell::new(std::collections::VecDeque::new());
+    let until = upto.unwrap_or(u64::MAX);
+    let events = store.audit_entries(0, until).map(|item| match item {
+        Ok(entry) => {
+            queued.borrow_mut().extend(entry.hashes.into_iter().map(Ok));
+            Ok((entry.index, entry.canonical))
+        }
+        Err(e) => Err(e.to_string()),
+    });
+    let mut stored = std::iter::from_fn(|| queued.borrow_mut().pop_front());
     let checkpoints = store
         .checkpoints(0)
         .filter(|item| upto.is_none() || item.as_ref().is_ok_and(|(at, _)| *at <= size))

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ids::{PrincipalId, Pseudonym, TransactionId, UnixMillis};
+use super::ids::{PrincipalId, Pseudonym, SignalId, TransactionId, UnixMillis};
 use super::org::{Oin, closed_enum};
 use super::purpose::{LegalBasis, Purpose, Role};
 
@@ -64,6 +64,9 @@ pub struct EventDraft {
     pub reason: Option<String>,
     pub counterpart: Option<Oin>,
     pub object: Option<String>,
+    /// The signal this event registers: the store links it to the event's subjects, which is
+    /// how a node finds its signals about a person. Not part of the logged event.
+    pub registers: Option<SignalId>,
 }
 
 impl EventDraft {
@@ -80,7 +83,15 @@ impl EventDraft {
             reason: None,
             counterpart: None,
             object: None,
+            registers: None,
         }
+    }
+
+    /// Marks the event as the registration of `signal` (and names it as the object).
+    pub fn registers(mut self, signal: SignalId) -> Self {
+        self.object = Some(format!("signal:{signal}"));
+        self.registers = Some(signal);
+        self
     }
 
     /// Names the purpose and the legal basis it rests on.

@@ -38,25 +38,36 @@ pub enum StoreError {
 /// One state change. A list of them is applied atomically.
 #[derive(Debug, Clone)]
 pub enum Change {
-    /// Inserts or replaces a signal and its person and expiry indexes. The persons and the
-    /// expiry of a signal never change after registration.
+    /// Inserts or replaces a signal and its expiry index. The expiry of a signal never
+    /// changes after registration.
     PutSignal(Signal),
-    /// Removes a signal and its indexes.
+    /// Removes a signal and its expiry index.
     DeleteSignal(Signal),
     PutOutbox(OutboxMessage),
     DeleteOutbox(MessageId),
-    /// Appends one audit event with the stored hashes its append produced.
+    /// Appends one audit event with the stored hashes its append produced, and indexes it
+    /// under each subject; when it registers a signal, the index entries name the signal.
     AppendAudit {
         index: u64,
         canonical: Vec<u8>,
         subjects: Vec<Pseudonym>,
         hashes: Vec<(u64, Hash32)>,
+        registers: Option<SignalId>,
     },
     /// A signed checkpoint of the audit log at `size` events.
     PutCheckpoint {
         size: u64,
         note: String,
     },
+}
+
+/// An audit event as stored: its canonical bytes and the stored hashes its append produced
+/// (its leaf hash first, then each subtree it completed), with their stored-hash indexes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub index: u64,
+    pub hashes: Vec<(u64, Hash32)>,
+    pub canonical: Vec<u8>,
 }
 
 pub type StoreIter<'a, T> = Box<dyn Iterator<Item = Result<T, StoreError>> + Send + 'a>;
@@ -70,8 +81,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn signal(&self, id: &SignalId) -> Result<Option<Signal>, StoreError>;
     /// Signals in id (registration) order, starting after `after`.
     fn signals_after(&self, after: Option<SignalId>) -> StoreIter<'_, Signal>;
-    /// Ids of the signals that name this person, as subject or related, in id order.
-    fn signal_ids_for_person(&self, person: &Pseudonym) -> Result<Vec<SignalId>, StoreError>;
+    /// Ids of the signals registered naming this person, as subject or related, in order of
+    /// registration. A signal since withdrawn or expired is still listed; `signal` says
+    /// whether it exists.
+    fn signals_about(&self, person: &Pseudonym) -> Result<Vec<SignalId>, StoreError>;
     /// Up to `limit` signals whose expiry is at or before `now`, soonest first.
     fn expired_signals(&self, now: UnixMillis, limit: usize) -> Result<Vec<Signal>, StoreError>;
     fn outbox(&self, limit: usize) -> Result<Vec<OutboxMessage>, StoreError>;
@@ -81,10 +94,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn audit_event(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
     /// Events with index in `from..until`, in order.
     fn audit_events(&self, from: u64, until: u64) -> StoreIter<'_, (u64, Vec<u8>)>;
+    /// Events with index in `from..until`, in order, with the stored hashes each produced.
+    fn audit_entries(&self, from: u64, until: u64) -> StoreIter<'_, AuditEntry>;
     /// Stored hashes by stored-hash index (see tlog's layout); an absent one is an error.
     fn audit_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash32>, StoreError>;
-    /// Stored hashes with stored-hash index in `from..until`, in order.
-    fn audit_hash_range(&self, from: u64, until: u64) -> StoreIter<'_, (u64, Hash32)>;
     /// Indexes of events naming this subject, from `from` on, in order.
     fn audit_events_about(&self, subject: &Pseudonym, from: u64) -> StoreIter<'_, u64>;
     /// Checkpoints (tree size, signed note) with size greater than `after`, in order.

@@ -11,19 +11,28 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use super::migrations::{self, MIGRATIONS};
-use super::{Change, Hash32, Store, StoreError, StoreIter};
+use super::{AuditEntry, Change, Hash32, Store, StoreError, StoreIter};
 use crate::domain::{OutboxMessage, Pseudonym, Signal, SignalId, UnixMillis};
 
 /// The largest value the store writes, well under sled's blob threshold.
 pub const VALUE_LIMIT: usize = 64 * 1024;
 
+// Keyspaces. A registration writes four sequential keys (signal, expiry, outbox, event) and
+// one random key per person; sled charges roughly twice as much for a random key, so nothing
+// else is indexed separately: an event's stored hashes live in the event's value, and one
+// person index serves both "events about a person" and "signals about a person".
+/// `s<signal id>`: the signal.
 const SIGNAL: u8 = b's';
-const PERSON: u8 = b'p';
+/// `x<expires at><signal id>`: the expiry index.
 const EXPIRY: u8 = b'x';
+/// `o<message id>`: the outbox.
 const OUTBOX: u8 = b'o';
+/// `e<index>`: an audit event: hash count (1 byte), its stored hashes, its canonical bytes.
 const EVENT: u8 = b'e';
-const HASH: u8 = b'h';
-const SUBJECT: u8 = b'j';
+/// `p<pseudonym><index>`: event `index` names this person; the value is the signal the event
+/// registered, or empty.
+const PERSON: u8 = b'p';
+/// `c<tree size>`: a signed checkpoint.
 const CHECKPOINT: u8 = b'c';
 
 #[derive(Debug, Clone)]
@@ -140,6 +149,39 @@ fn id_suffix(key: &[u8]) -> Result<SignalId, StoreError> {
     Ok(SignalId::from_bytes(tail))
 }
 
+/// Splits a stored event into its stored hashes and its canonical bytes.
+fn split_event(index: u64, value: &[u8]) -> Result<(Vec<Hash32>, &[u8]), StoreError> {
+    let corrupt = |problem: &str| StoreError::Corrupt {
+        key: format!("event {index}"),
+        problem: problem.into(),
+    };
+    let (&count, rest) = value.split_first().ok_or_else(|| corrupt("empty"))?;
+    let hashes_len = 32 * usize::from(count);
+    if count == 0 || rest.len() < hashes_len {
+        return Err(corrupt("truncated stored hashes"));
+    }
+    let (hashes, canonical) = rest.split_at(hashes_len);
+    let hashes = hashes
+        .chunks_exact(32)
+        .map(|h| h.try_into().expect("chunks of 32"))
+        .collect();
+    Ok((hashes, canonical))
+}
+
+fn entry(index: u64, value: &[u8]) -> Result<AuditEntry, StoreError> {
+    let (hashes, canonical) = split_event(index, value)?;
+    let first = tlog_tiles::stored_hash_index(0, index);
+    Ok(AuditEntry {
+        index,
+        hashes: hashes
+            .into_iter()
+            .enumerate()
+            .map(|(i, h)| (first + i as u64, h))
+            .collect(),
+        canonical: canonical.to_vec(),
+    })
+}
+
 struct BatchBuilder {
     batch: sled::Batch,
 }
@@ -161,26 +203,17 @@ impl BatchBuilder {
         self.batch.remove(key);
     }
 
-    fn signal_indexes(&self, signal: &Signal) -> Vec<Vec<u8>> {
-        let id = signal.id.as_bytes();
-        let mut keys: Vec<Vec<u8>> = signal.persons().map(|p| key(PERSON, &[&p.0, id])).collect();
-        keys.push(key(EXPIRY, &[&ordered(signal.expires_at), id]));
-        keys
-    }
-
     fn add(&mut self, change: &Change) -> Result<(), StoreError> {
         match change {
             Change::PutSignal(signal) => {
-                self.put(key(SIGNAL, &[signal.id.as_bytes()]), encode(signal))?;
-                for index in self.signal_indexes(signal) {
-                    self.put(index, Vec::new())?;
-                }
+                let id = signal.id.as_bytes();
+                self.put(key(SIGNAL, &[id]), encode(signal))?;
+                self.put(key(EXPIRY, &[&ordered(signal.expires_at), id]), Vec::new())?;
             }
             Change::DeleteSignal(signal) => {
-                self.remove(key(SIGNAL, &[signal.id.as_bytes()]));
-                for index in self.signal_indexes(signal) {
-                    self.remove(index);
-                }
+                let id = signal.id.as_bytes();
+                self.remove(key(SIGNAL, &[id]));
+                self.remove(key(EXPIRY, &[&ordered(signal.expires_at), id]));
             }
             Change::PutOutbox(message) => {
                 self.put(key(OUTBOX, &[message.id.as_bytes()]), encode(message))?;
@@ -191,14 +224,30 @@ impl BatchBuilder {
                 canonical,
                 subjects,
                 hashes,
+                registers,
             } => {
                 let at = index.to_be_bytes();
-                self.put(key(EVENT, &[&at]), canonical.clone())?;
-                for subject in subjects {
-                    self.put(key(SUBJECT, &[&subject.0, &at]), Vec::new())?;
+                let first = tlog_tiles::stored_hash_index(0, *index);
+                let in_place = hashes
+                    .iter()
+                    .enumerate()
+                    .all(|(i, (stored, _))| *stored == first + i as u64);
+                if !in_place || hashes.is_empty() || hashes.len() > 64 {
+                    return Err(StoreError::Corrupt {
+                        key: format!("event {index}"),
+                        problem: "stored hashes out of place".into(),
+                    });
                 }
-                for (stored_index, hash) in hashes {
-                    self.put(key(HASH, &[&stored_index.to_be_bytes()]), hash.to_vec())?;
+                let mut value = Vec::with_capacity(1 + 32 * hashes.len() + canonical.len());
+                value.push(hashes.len() as u8);
+                for (_, hash) in hashes {
+                    value.extend_from_slice(hash);
+                }
+                value.extend_from_slice(canonical);
+                self.put(key(EVENT, &[&at]), value)?;
+                let link = registers.map(|id| id.as_bytes().to_vec()).unwrap_or_default();
+                for subject in subjects {
+                    self.put(key(PERSON, &[&subject.0, &at]), link.clone())?;
                 }
             }
             Change::PutCheckpoint { size, note } => {
@@ -257,11 +306,18 @@ impl Store for SledStore {
         }))
     }
 
-    fn signal_ids_for_person(&self, person: &Pseudonym) -> Result<Vec<SignalId>, StoreError> {
-        self.tree
-            .scan_prefix(key(PERSON, &[&person.0]))
-            .map(|item| id_suffix(&item?.0))
-            .collect()
+    fn signals_about(&self, person: &Pseudonym) -> Result<Vec<SignalId>, StoreError> {
+        let mut ids = Vec::new();
+        for item in self.tree.scan_prefix(key(PERSON, &[&person.0])) {
+            let (_, value) = item?;
+            if let Ok(bytes) = <[u8; 16]>::try_from(value.as_ref()) {
+                let id = SignalId::from_bytes(bytes);
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+        }
+        Ok(ids)
     }
 
     fn expired_signals(&self, now: UnixMillis, limit: usize) -> Result<Vec<Signal>, StoreError> {
@@ -303,54 +359,52 @@ impl Store for SledStore {
     }
 
     fn audit_event(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .tree
-            .get(key(EVENT, &[&index.to_be_bytes()]))?
-            .map(|v| v.to_vec()))
+        match self.tree.get(key(EVENT, &[&index.to_be_bytes()]))? {
+            Some(value) => Ok(Some(split_event(index, &value)?.1.to_vec())),
+            None => Ok(None),
+        }
     }
 
     fn audit_events(&self, from: u64, until: u64) -> StoreIter<'_, (u64, Vec<u8>)> {
+        Box::new(
+            self.audit_entries(from, until)
+                .map(|entry| entry.map(|e| (e.index, e.canonical))),
+        )
+    }
+
+    fn audit_entries(&self, from: u64, until: u64) -> StoreIter<'_, AuditEntry> {
         let start = key(EVENT, &[&from.to_be_bytes()]);
         let end = key(EVENT, &[&until.to_be_bytes()]);
         Box::new(self.tree.range(start..end).map(|item| {
             let (k, v) = item?;
-            Ok((u64_suffix(&k)?, v.to_vec()))
+            entry(u64_suffix(&k)?, &v)
         }))
     }
 
     fn audit_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash32>, StoreError> {
         indexes
             .iter()
-            .map(|index| {
-                let k = key(HASH, &[&index.to_be_bytes()]);
-                let value = self.tree.get(&k)?.ok_or_else(|| StoreError::Corrupt {
-                    key: format!("stored hash {index}"),
+            .map(|&stored| {
+                // The hash at (level, n) was stored with the event that completed its subtree.
+                let (level, n) = tlog_tiles::split_stored_hash_index(stored);
+                let record = ((n + 1) << level) - 1;
+                let missing = || StoreError::Corrupt {
+                    key: format!("stored hash {stored}"),
                     problem: "missing".into(),
-                })?;
-                value.as_ref().try_into().map_err(|_| StoreError::Corrupt {
-                    key: format!("stored hash {index}"),
-                    problem: "not 32 bytes".into(),
-                })
+                };
+                let value = self
+                    .tree
+                    .get(key(EVENT, &[&record.to_be_bytes()]))?
+                    .ok_or_else(missing)?;
+                let (hashes, _) = split_event(record, &value)?;
+                hashes.get(usize::from(level)).copied().ok_or_else(missing)
             })
             .collect()
     }
 
-    fn audit_hash_range(&self, from: u64, until: u64) -> StoreIter<'_, (u64, Hash32)> {
-        let start = key(HASH, &[&from.to_be_bytes()]);
-        let end = key(HASH, &[&until.to_be_bytes()]);
-        Box::new(self.tree.range(start..end).map(|item| {
-            let (k, v) = item?;
-            let hash: Hash32 = v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
-                key: hex(&k),
-                problem: "stored hash is not 32 bytes".into(),
-            })?;
-            Ok((u64_suffix(&k)?, hash))
-        }))
-    }
-
     fn audit_events_about(&self, subject: &Pseudonym, from: u64) -> StoreIter<'_, u64> {
-        let start = key(SUBJECT, &[&subject.0, &from.to_be_bytes()]);
-        let end = key(SUBJECT, &[&subject.0, &[0xff; 8]]);
+        let start = key(PERSON, &[&subject.0, &from.to_be_bytes()]);
+        let end = key(PERSON, &[&subject.0, &[0xff; 8]]);
         Box::new(
             self.tree
                 .range(start..=end)
