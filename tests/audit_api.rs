@@ -576,3 +576,56 @@ async fn the_audit_api_is_audited() {
     let export = find(&export_transaction, AuditAction::AuditExport);
     assert_eq!(export.object, format!("events:0..{}", signed.size));
 }
+
+#[tokio::test]
+async fn a_callers_transaction_id_is_carried_into_the_log() {
+    let test = start_node(&school()).await;
+    let mut signals = test.signals(SIGNALER);
+    let mut officer = test.audit(OFFICER);
+    let transaction = uuid::Uuid::now_v7().to_string();
+    let mut request = tonic::Request::new(register(&bsn(40)));
+    request.metadata_mut().insert(
+        kring::api::TRANSACTION_HEADER,
+        transaction.parse().expect("an ASCII header"),
+    );
+    let response = signals.register(request).await.expect("a registration");
+    assert_eq!(common::transaction_of(response.metadata()), transaction);
+    assert_eq!(response.into_inner().transaction_id, transaction);
+
+    // A refusal in the same exchange carries it too.
+    let mut refused = tonic::Request::new(register("123456789"));
+    refused.metadata_mut().insert(
+        kring::api::TRANSACTION_HEADER,
+        transaction.parse().expect("an ASCII header"),
+    );
+    let status = signals.register(refused).await.expect_err("a refusal");
+    assert_eq!(common::transaction_of(status.metadata()), transaction);
+
+    // Something that is not a transaction id is replaced, not trusted.
+    let mut garbage = tonic::Request::new(register(&bsn(41)));
+    garbage.metadata_mut().insert(
+        kring::api::TRANSACTION_HEADER,
+        "not-a-uuid".parse().expect("an ASCII header"),
+    );
+    let response = signals.register(garbage).await.expect("a registration");
+    let replaced = common::transaction_of(response.metadata());
+    assert_ne!(replaced, "not-a-uuid");
+    assert!(uuid::Uuid::try_parse(&replaced).is_ok());
+
+    let events: Vec<proto::AuditEvent> =
+        search_all(&mut officer, proto::AuditSearchRequest::default())
+            .await
+            .into_iter()
+            .filter(|e| e.transaction_id == transaction)
+            .collect();
+    let outcomes: Vec<i32> = events.iter().map(|e| e.outcome).collect();
+    assert_eq!(
+        outcomes,
+        vec![Outcome::Success as i32, Outcome::Refused as i32]
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e.action == AuditAction::SignalRegister as i32)
+    );
+}

@@ -181,3 +181,41 @@ async fn expired_signals_are_swept_and_audited_and_withdrawals_go_at_once() {
         assert!(retracted.contains(&id), "a retraction of {}", signal.id);
     }
 }
+
+#[tokio::test]
+async fn the_scheduled_sweep_runs_on_its_own() {
+    let (test, clock) = start_manual_with(&school(), |config| {
+        config.signal_retention_millis = RETENTION;
+        config.sweep_every = std::time::Duration::from_millis(20);
+    })
+    .await;
+    let mut signals = test.signals(SIGNALER);
+    let signal = register_ok(&mut signals, register(&bsn(60))).await;
+    clock.set(UnixMillis(signal.expires_at_unix_ms));
+    // No call to sweep(): the node's own schedule removes it. Poll, boundedly.
+    let mut remaining = usize::MAX;
+    for _ in 0..500 {
+        remaining = list_all(&mut signals, proto::ListRequest::default())
+            .await
+            .len();
+        if remaining == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(remaining, 0, "the scheduled sweep never removed the signal");
+    let expiries = search_all(
+        &mut test.audit(OFFICER),
+        proto::AuditSearchRequest {
+            action: Some(AuditAction::SignalExpire as i32),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(expiries.len(), 1);
+    assert_eq!(expiries[0].object, format!("signal:{}", signal.id));
+    assert_eq!(
+        expiries[0].actor.as_ref().expect("an actor").user,
+        "kring:retention"
+    );
+}

@@ -267,6 +267,90 @@ async fn withdraw_deletes_the_signal_at_once() {
     );
 }
 
+#[tokio::test]
+async fn concurrent_updates_of_one_version_let_exactly_one_through() {
+    let (test, _clock) = start_manual(&school()).await;
+    let mut signals = test.signals(SIGNALER);
+    let signal = register_ok(&mut signals, register(&bsn(30))).await;
+    let steps = [
+        MeldcodeStep::Consultatie,
+        MeldcodeStep::Gesprek,
+        MeldcodeStep::Wegen,
+        MeldcodeStep::Beslissen,
+    ];
+    let mut updates = Vec::new();
+    for (i, step) in steps.iter().chain(steps.iter()).enumerate() {
+        let mut client = if i % 2 == 0 {
+            test.signals(SIGNALER)
+        } else {
+            test.signals(COORDINATOR)
+        };
+        let request = proto::UpdateRequest {
+            signal_id: signal.id.clone(),
+            meldcode_step: Some(*step as i32),
+            severity: Some(Severity::Zorg as i32),
+            expected_version: 1,
+        };
+        updates.push(tokio::spawn(async move { client.update(request).await }));
+    }
+    let mut accepted = Vec::new();
+    for update in updates {
+        match update.await.expect("an update task") {
+            Ok(response) => accepted.push(response.into_inner().signal.expect("the signal")),
+            Err(status) => {
+                assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+                assert!(
+                    status.message().contains(
+                        "expected_version: the signal is at version 2, not the expected 1"
+                    ),
+                    "{status:?}"
+                );
+            }
+        }
+    }
+    assert_eq!(accepted.len(), 1, "one update per version");
+    let listed = list_all(&mut signals, proto::ListRequest::default()).await;
+    assert_eq!(listed, accepted);
+    assert_eq!(listed[0].version, 2);
+}
+
+#[tokio::test]
+async fn a_page_token_still_leads_on_after_its_signal_is_withdrawn() {
+    let (test, _clock) = start_manual(&school()).await;
+    let mut signals = test.signals(SIGNALER);
+    let mut registered = Vec::new();
+    for i in 0..5 {
+        registered.push(register_ok(&mut signals, register(&bsn(40 + i))).await.id);
+    }
+    let first = signals
+        .list(proto::ListRequest {
+            page_size: 2,
+            ..Default::default()
+        })
+        .await
+        .expect("a page")
+        .into_inner();
+    assert_eq!(ids(&first.signals), registered[..2]);
+    assert_eq!(first.next_page_token, registered[1]);
+    signals
+        .withdraw(proto::WithdrawRequest {
+            signal_id: registered[1].clone(),
+            reason: proto::WithdrawReason::Unfounded as i32,
+        })
+        .await
+        .expect("a withdrawal");
+    let rest = list_all(
+        &mut signals,
+        proto::ListRequest {
+            page_size: 2,
+            page_token: first.next_page_token,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(ids(&rest), registered[2..]);
+}
+
 /// What a test registered, to compute what each filter must return.
 #[derive(Debug, Clone)]
 struct Registered {
