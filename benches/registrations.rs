@@ -214,7 +214,7 @@ async fn load(fixture: &Fixture, address: &str, clients: usize, seconds: u64) ->
     for (i, client) in connections.into_iter().enumerate() {
         tasks.push(tokio::spawn(async move {
             let mut signals = client.signals;
-            let mut seed = 0x9e37_79b9_7f4a_7c15_u64 ^ (i as u64 + 1) * 0x1000_0001;
+            let mut seed = 0x9e37_79b9_7f4a_7c15_u64 ^ ((i as u64 + 1) * 0x1000_0001);
             let mut latencies = Vec::new();
             let mut errors = 0u64;
             loop {

@@ -245,7 +245,9 @@ impl BatchBuilder {
                 }
                 value.extend_from_slice(canonical);
                 self.put(key(EVENT, &[&at]), value)?;
-                let link = registers.map(|id| id.as_bytes().to_vec()).unwrap_or_default();
+                let link = registers
+                    .map(|id| id.as_bytes().to_vec())
+                    .unwrap_or_default();
                 for subject in subjects {
                     self.put(key(PERSON, &[&subject.0, &at]), link.clone())?;
                 }
