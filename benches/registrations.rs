@@ -29,6 +29,7 @@ struct Options {
     runs: usize,
     clients: usize,
     events: u64,
+    cache_mb: u64,
 }
 
 fn options() -> Options {
@@ -45,6 +46,7 @@ fn options() -> Options {
         runs: value("--runs", 3) as usize,
         clients: value("--clients", 64) as usize,
         events: value("--events", 1_000_000),
+        cache_mb: value("--cache-mb", 16),
     }
 }
 
@@ -113,7 +115,7 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-fn write_config(fixture: &Fixture, port: u16) -> std::path::PathBuf {
+fn write_config(fixture: &Fixture, port: u16, cache_mb: u64) -> std::path::PathBuf {
     let config = format!(
         r#"
 [node]
@@ -131,6 +133,9 @@ tls_key = "node.key"
 signing_key = "audit.key"
 checkpoint_every_events = 1000
 checkpoint_every_secs = 10
+
+[store]
+cache_mb = {cache_mb}
 
 [log]
 level = "warn"
@@ -298,7 +303,7 @@ async fn run(options: Options) {
         // The node: durable, audited registrations.
         let fixture = fixture();
         let port = free_port();
-        let config = write_config(&fixture, port);
+        let config = write_config(&fixture, port, options.cache_mb);
         let node = Command::new(env!("CARGO_BIN_EXE_kring"))
             .args(["node", "--config"])
             .arg(&config)
@@ -325,9 +330,10 @@ async fn run(options: Options) {
             .expect("the bench binary");
         let address = format!("127.0.0.1:{port}");
         let baseline = load(&fixture, &address, options.clients, options.seconds).await;
+        let empty_rss = peak_rss_mib(empty.id());
         stop(empty);
         println!(
-            "run {}: kring {:.0}/s (p50 {:.1} ms, p99 {:.1} ms, {} errors, peak RSS {:.1} MiB); empty handler {:.0}/s (p50 {:.1} ms, p99 {:.1} ms)",
+            "run {}: kring {:.0}/s (p50 {:.1} ms, p99 {:.1} ms, {} errors, peak RSS {:.1} MiB); empty handler {:.0}/s (p50 {:.1} ms, p99 {:.1} ms, peak RSS {:.1} MiB)",
             run + 1,
             kring.requests_per_second,
             ms(kring.p50),
@@ -336,7 +342,8 @@ async fn run(options: Options) {
             node_rss,
             baseline.requests_per_second,
             ms(baseline.p50),
-            ms(baseline.p99)
+            ms(baseline.p99),
+            empty_rss
         );
         rss.push(node_rss);
         rows.push((kring, baseline));

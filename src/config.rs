@@ -278,7 +278,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     if sweep_every_secs == 0 {
         return Err(invalid("retention.sweep_every_secs", "must be at least 1"));
     }
-    let cache_mb = raw.store.cache_mb.unwrap_or(32);
+    let cache_mb = raw.store.cache_mb.unwrap_or(16);
     if !(4..=4096).contains(&cache_mb) {
         return Err(invalid("store.cache_mb", "must be between 4 and 4096"));
     }
