@@ -8,6 +8,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/kring/v1/common.proto",
         "proto/kring/v1/signals.proto",
         "proto/kring/v1/audit.proto",
+        "proto/kring/v1/peer.proto",
+        "proto/kring/v1/cases.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
@@ -28,6 +30,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".kring.v1.RelatedPerson",
             ".kring.v1.ListRequest",
             ".kring.v1.AuditSearchRequest",
+            ".kring.v1.LinkedSignalsRequest",
+            ".kring.v1.BreakGlassRequest",
+            ".kring.v1.CaseRequest",
+            ".kring.v1.StartWaakvlamLocalRequest",
         ])
         .compile_fds(descriptors)?;
     Ok(())

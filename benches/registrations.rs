@@ -527,4 +527,25 @@ impl proto::signals_server::Signals for Empty {
     ) -> Result<Response<proto::ListResponse>, Status> {
         Ok(Response::new(proto::ListResponse::default()))
     }
+    async fn report_to_veilig_thuis(
+        &self,
+        _: Request<proto::ReportRequest>,
+    ) -> Result<Response<proto::ReportResponse>, Status> {
+        Ok(Response::new(proto::ReportResponse::default()))
+    }
+    type WatchMatchesStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<proto::MatchEvent, Status>> + Send>,
+    >;
+    async fn watch_matches(
+        &self,
+        _: Request<proto::WatchMatchesRequest>,
+    ) -> Result<Response<Self::WatchMatchesStream>, Status> {
+        Ok(Response::new(Box::pin(tokio_stream::empty())))
+    }
+    async fn list_matches(
+        &self,
+        _: Request<proto::ListMatchesRequest>,
+    ) -> Result<Response<proto::ListMatchesResponse>, Status> {
+        Ok(Response::new(proto::ListMatchesResponse::default()))
+    }
 }

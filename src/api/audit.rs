@@ -404,4 +404,19 @@ impl proto::audit_server::Audit for AuditApi {
         .await;
         self.calls.finish(&call, result).await
     }
+
+    // TODO(federation): replaced by the break-glass review in this change.
+    async fn break_glass_queue(
+        &self,
+        _request: Request<proto::BreakGlassQueueRequest>,
+    ) -> Result<Response<proto::BreakGlassQueueResponse>, Status> {
+        Err(Status::unimplemented("break_glass_queue"))
+    }
+
+    async fn review_break_glass(
+        &self,
+        _request: Request<proto::ReviewBreakGlassRequest>,
+    ) -> Result<Response<proto::ReviewBreakGlassResponse>, Status> {
+        Err(Status::unimplemented("review_break_glass"))
+    }
 }

@@ -55,6 +55,42 @@ impl fmt::Debug for proto::AuditSearchRequest {
     }
 }
 
+impl fmt::Debug for proto::LinkedSignalsRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LinkedSignalsRequest")
+            .field("purpose", &self.purpose)
+            .field("person_bsn", &redacted(&self.person_bsn))
+            .field("household", &self.household)
+            .finish()
+    }
+}
+
+impl fmt::Debug for proto::BreakGlassRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BreakGlassRequest")
+            .field("person_bsn", &redacted(&self.person_bsn))
+            .field("reason", &self.reason)
+            .finish()
+    }
+}
+
+impl fmt::Debug for proto::CaseRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CaseRequest")
+            .field("person_bsn", &redacted(&self.person_bsn))
+            .finish()
+    }
+}
+
+impl fmt::Debug for proto::StartWaakvlamLocalRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StartWaakvlamLocalRequest")
+            .field("person_bsn", &redacted(&self.person_bsn))
+            .field("days", &self.days)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -126,7 +126,34 @@ impl proto::signals_server::Signals for SignalsApi {
         .await;
         self.calls.finish(&call, result).await
     }
+
+    async fn report_to_veilig_thuis(
+        &self,
+        _request: Request<proto::ReportRequest>,
+    ) -> Result<Response<proto::ReportResponse>, Status> {
+        Err(Status::unimplemented("report_to_veilig_thuis"))
+    }
+
+    type WatchMatchesStream = MatchStream;
+
+    async fn watch_matches(
+        &self,
+        _request: Request<proto::WatchMatchesRequest>,
+    ) -> Result<Response<Self::WatchMatchesStream>, Status> {
+        Err(Status::unimplemented("watch_matches"))
+    }
+
+    async fn list_matches(
+        &self,
+        _request: Request<proto::ListMatchesRequest>,
+    ) -> Result<Response<proto::ListMatchesResponse>, Status> {
+        Err(Status::unimplemented("list_matches"))
+    }
 }
+
+// TODO(federation): replaced by the federation's implementations in this change.
+type MatchStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<proto::MatchEvent, Status>> + Send>>;
 
 /// Wipes what is left of BSN fields in a request once it has been parsed.
 pub(crate) trait ZeroizeBsns {

@@ -3,8 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ids::{MessageId, Pseudonym, SignalId, TransactionId, UnixMillis};
+use super::federation::{ContactDetails, IndexNotice};
+use super::ids::{MessageId, PrincipalId, Pseudonym, SignalId, TransactionId, UnixMillis};
+use super::org::Oin;
 use super::signal::RelatedPseudonym;
+use super::signal::{Category, Severity};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxMessage {
@@ -26,4 +29,27 @@ pub enum OutboxBody {
     },
     /// Tell the index the signal is gone.
     RetractPointer { signal: SignalId },
+    /// Meldcode step 5: hand the signal to Veilig Thuis.
+    Melding {
+        to: Oin,
+        signal: SignalId,
+        subject: Pseudonym,
+        category: Category,
+        severity: Severity,
+        registered_at: UnixMillis,
+        contact_point: ContactDetails,
+        reported_by: PrincipalId,
+    },
+    /// From the index to an organisation, about one of its signals.
+    Notice { to: Oin, notice: IndexNotice },
+}
+
+impl OutboxBody {
+    /// Where the message goes: `None` means the federation's index.
+    pub fn destination(&self) -> Option<Oin> {
+        match self {
+            OutboxBody::PublishPointer { .. } | OutboxBody::RetractPointer { .. } => None,
+            OutboxBody::Melding { to, .. } | OutboxBody::Notice { to, .. } => Some(*to),
+        }
+    }
 }

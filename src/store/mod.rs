@@ -13,7 +13,10 @@ mod sled_store;
 
 pub use sled_store::{SledStore, StoreOptions};
 
-use crate::domain::{MessageId, OutboxMessage, Pseudonym, Signal, SignalId, UnixMillis};
+use crate::domain::{
+    BreakGlassItem, MessageId, Notice, Oin, OutboxMessage, Pointer, Pseudonym, ReceivedMelding,
+    Regie, Signal, SignalId, UnixMillis, Waakvlam,
+};
 
 pub type Hash32 = [u8; 32];
 
@@ -59,6 +62,39 @@ pub enum Change {
         size: u64,
         note: String,
     },
+    /// A delivered message id, so that a second delivery changes nothing.
+    MarkMessage(MessageId),
+    /// The accepted signed directory.
+    PutDirectory(String),
+    // The index.
+    PutPointer(Pointer),
+    DeletePointer(Pointer),
+    /// The parties last notified about a pointer.
+    PutParties {
+        organisation: Oin,
+        signal: SignalId,
+        parties: Vec<Oin>,
+    },
+    DeleteParties {
+        organisation: Oin,
+        signal: SignalId,
+    },
+    PutRegie {
+        person: Pseudonym,
+        regie: Regie,
+    },
+    DeleteRegie {
+        person: Pseudonym,
+    },
+    PutWaakvlam(Waakvlam),
+    // An organisation.
+    /// A notice in the organisation's feed.
+    PutNotice(Notice),
+    /// The current match of one of the organisation's signals.
+    PutMatch(Notice),
+    DeleteMatch(SignalId),
+    PutMelding(ReceivedMelding),
+    PutBreakGlass(BreakGlassItem),
 }
 
 /// An audit event as stored: its canonical bytes and the stored hashes its append produced
@@ -103,4 +139,33 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Checkpoints (tree size, signed note) with size greater than `after`, in order.
     fn checkpoints(&self, after: u64) -> StoreIter<'_, (u64, String)>;
     fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError>;
+
+    fn message_seen(&self, id: &MessageId) -> Result<bool, StoreError>;
+    fn directory_note(&self) -> Result<Option<String>, StoreError>;
+
+    // The index.
+    fn pointer(&self, organisation: &Oin, signal: &SignalId)
+    -> Result<Option<Pointer>, StoreError>;
+    /// Pointers naming this person, as subject or related.
+    fn pointers_about(&self, person: &Pseudonym) -> Result<Vec<(Oin, SignalId)>, StoreError>;
+    /// Up to `limit` pointers whose expiry is at or before `now`.
+    fn expired_pointers(&self, now: UnixMillis, limit: usize) -> Result<Vec<Pointer>, StoreError>;
+    fn parties(
+        &self,
+        organisation: &Oin,
+        signal: &SignalId,
+    ) -> Result<Option<Vec<Oin>>, StoreError>;
+    fn regie(&self, person: &Pseudonym) -> Result<Option<Regie>, StoreError>;
+    fn waakvlam(&self, id: &SignalId) -> Result<Option<Waakvlam>, StoreError>;
+    fn waakvlam_about(&self, person: &Pseudonym) -> Result<Vec<Waakvlam>, StoreError>;
+    fn waakvlam_all(&self) -> Result<Vec<Waakvlam>, StoreError>;
+
+    // An organisation.
+    /// Notices with cursor greater than `after`, in order.
+    fn notices_after(&self, after: u64) -> StoreIter<'_, Notice>;
+    fn last_notice_cursor(&self) -> Result<u64, StoreError>;
+    /// The current match of each of the organisation's signals that has one.
+    fn matches(&self) -> Result<Vec<Notice>, StoreError>;
+    fn meldingen(&self) -> Result<Vec<ReceivedMelding>, StoreError>;
+    fn break_glass_items(&self) -> Result<Vec<BreakGlassItem>, StoreError>;
 }

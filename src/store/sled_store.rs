@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 
 use super::migrations::{self, MIGRATIONS};
 use super::{AuditEntry, Change, Hash32, Store, StoreError, StoreIter};
-use crate::domain::{OutboxMessage, Pseudonym, Signal, SignalId, UnixMillis};
+use crate::domain::{
+    BreakGlassItem, MessageId, Notice, Oin, OutboxMessage, Pointer, Pseudonym, ReceivedMelding,
+    Regie, Signal, SignalId, UnixMillis, Waakvlam,
+};
 
 /// The largest value the store writes, well under sled's blob threshold.
 pub const VALUE_LIMIT: usize = 64 * 1024;
@@ -34,6 +37,33 @@ const EVENT: u8 = b'e';
 const PERSON: u8 = b'p';
 /// `c<tree size>`: a signed checkpoint.
 const CHECKPOINT: u8 = b'c';
+/// `mdirectory`: the accepted signed directory.
+const DIRECTORY_KEY: &[u8] = b"mdirectory";
+/// `M<message id>`: a message delivered here.
+const MESSAGE: u8 = b'M';
+// The index.
+/// `P<oin><signal>`: a pointer.
+const POINTER: u8 = b'P';
+/// `Q<pseudonym><oin><signal>`: the pointers naming a person.
+const POINTER_PERSON: u8 = b'Q';
+/// `X<expires at><oin><signal>`: pointer expiry.
+const POINTER_EXPIRY: u8 = b'X';
+/// `K<oin><signal>`: the parties last notified about a pointer.
+const PARTIES: u8 = b'K';
+/// `R<pseudonym>`: the coordinator of a person.
+const REGIE: u8 = b'R';
+/// `W<id>`: a waakvlam follow-up; `V<pseudonym><id>`: its persons.
+const WAAKVLAM: u8 = b'W';
+const WAAKVLAM_PERSON: u8 = b'V';
+// An organisation.
+/// `N<cursor>`: the notice feed.
+const NOTICE: u8 = b'N';
+/// `A<signal>`: the current match of a signal.
+const MATCH: u8 = b'A';
+/// `G<message id>`: a received melding.
+const MELDING: u8 = b'G';
+/// `B<id>`: a break-glass item.
+const BREAK_GLASS: u8 = b'B';
 
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -258,6 +288,94 @@ impl BatchBuilder {
                     note.as_bytes().to_vec(),
                 )?;
             }
+            Change::MarkMessage(id) => self.put(key(MESSAGE, &[id.as_bytes()]), Vec::new())?,
+            Change::PutDirectory(note) => {
+                self.put(DIRECTORY_KEY.to_vec(), note.as_bytes().to_vec())?
+            }
+            Change::PutPointer(pointer) => {
+                let at: &[&[u8]] = &[
+                    pointer.organisation.as_str().as_bytes(),
+                    pointer.signal.as_bytes(),
+                ];
+                self.put(key(POINTER, at), encode(pointer))?;
+                self.put(
+                    key(
+                        POINTER_EXPIRY,
+                        &[&ordered(pointer.expires_at), at[0], at[1]],
+                    ),
+                    Vec::new(),
+                )?;
+                for person in pointer.persons() {
+                    self.put(key(POINTER_PERSON, &[&person.0, at[0], at[1]]), Vec::new())?;
+                }
+            }
+            Change::DeletePointer(pointer) => {
+                let at: &[&[u8]] = &[
+                    pointer.organisation.as_str().as_bytes(),
+                    pointer.signal.as_bytes(),
+                ];
+                self.remove(key(POINTER, at));
+                self.remove(key(
+                    POINTER_EXPIRY,
+                    &[&ordered(pointer.expires_at), at[0], at[1]],
+                ));
+                for person in pointer.persons() {
+                    self.remove(key(POINTER_PERSON, &[&person.0, at[0], at[1]]));
+                }
+            }
+            Change::PutParties {
+                organisation,
+                signal,
+                parties,
+            } => self.put(
+                key(
+                    PARTIES,
+                    &[organisation.as_str().as_bytes(), signal.as_bytes()],
+                ),
+                encode(parties),
+            )?,
+            Change::DeleteParties {
+                organisation,
+                signal,
+            } => self.remove(key(
+                PARTIES,
+                &[organisation.as_str().as_bytes(), signal.as_bytes()],
+            )),
+            Change::PutRegie { person, regie } => {
+                self.put(key(REGIE, &[&person.0]), encode(regie))?
+            }
+            Change::DeleteRegie { person } => self.remove(key(REGIE, &[&person.0])),
+            Change::PutWaakvlam(waakvlam) => {
+                self.put(key(WAAKVLAM, &[waakvlam.id.as_bytes()]), encode(waakvlam))?;
+                for person in &waakvlam.persons {
+                    self.put(
+                        key(WAAKVLAM_PERSON, &[&person.0, waakvlam.id.as_bytes()]),
+                        Vec::new(),
+                    )?;
+                }
+            }
+            Change::PutNotice(notice) => {
+                self.put(key(NOTICE, &[&notice.cursor.to_be_bytes()]), encode(notice))?;
+            }
+            Change::PutMatch(notice) => {
+                let signal = match &notice.notice {
+                    crate::domain::IndexNotice::Match { signal, .. } => *signal,
+                    _ => {
+                        return Err(StoreError::Corrupt {
+                            key: "match".into(),
+                            problem: "only match notices are kept as matches".into(),
+                        });
+                    }
+                };
+                self.put(key(MATCH, &[signal.as_bytes()]), encode(notice))?;
+            }
+            Change::DeleteMatch(signal) => self.remove(key(MATCH, &[signal.as_bytes()])),
+            Change::PutMelding(melding) => {
+                self.put(key(MELDING, &[melding.message.as_bytes()]), encode(melding))?;
+            }
+            Change::PutBreakGlass(item) => {
+                self.put(key(BREAK_GLASS, &[item.id.as_bytes()]), encode(item))?;
+            }
         }
         Ok(())
     }
@@ -438,5 +556,160 @@ impl Store for SledStore {
             }
             None => Ok(None),
         }
+    }
+
+    fn message_seen(&self, id: &MessageId) -> Result<bool, StoreError> {
+        Ok(self.tree.contains_key(key(MESSAGE, &[id.as_bytes()]))?)
+    }
+
+    fn directory_note(&self) -> Result<Option<String>, StoreError> {
+        self.tree
+            .get(DIRECTORY_KEY)?
+            .map(|v| {
+                String::from_utf8(v.to_vec()).map_err(|_| StoreError::Corrupt {
+                    key: "directory".into(),
+                    problem: "not UTF-8".into(),
+                })
+            })
+            .transpose()
+    }
+
+    fn pointer(
+        &self,
+        organisation: &Oin,
+        signal: &SignalId,
+    ) -> Result<Option<Pointer>, StoreError> {
+        let k = key(
+            POINTER,
+            &[organisation.as_str().as_bytes(), signal.as_bytes()],
+        );
+        self.tree.get(&k)?.map(|v| decode(&k, &v)).transpose()
+    }
+
+    fn pointers_about(&self, person: &Pseudonym) -> Result<Vec<(Oin, SignalId)>, StoreError> {
+        self.tree
+            .scan_prefix(key(POINTER_PERSON, &[&person.0]))
+            .map(|item| {
+                let (k, _) = item?;
+                let rest = &k[33..];
+                let oin = std::str::from_utf8(&rest[..20])
+                    .ok()
+                    .and_then(|s| Oin::parse(s).ok())
+                    .ok_or_else(|| StoreError::Corrupt {
+                        key: hex(&k),
+                        problem: "bad OIN in the person index".into(),
+                    })?;
+                Ok((oin, id_suffix(&k)?))
+            })
+            .collect()
+    }
+
+    fn expired_pointers(&self, now: UnixMillis, limit: usize) -> Result<Vec<Pointer>, StoreError> {
+        let mut end = key(POINTER_EXPIRY, &[&ordered(now)]);
+        end.extend_from_slice(&[0xff; 36]);
+        let mut expired = Vec::new();
+        for item in self.tree.range(vec![POINTER_EXPIRY]..=end).take(limit) {
+            let (k, _) = item?;
+            let rest = &k[9..];
+            let oin = std::str::from_utf8(&rest[..20])
+                .ok()
+                .and_then(|s| Oin::parse(s).ok())
+                .ok_or_else(|| StoreError::Corrupt {
+                    key: hex(&k),
+                    problem: "bad OIN in the pointer expiry index".into(),
+                })?;
+            if let Some(pointer) = self.pointer(&oin, &id_suffix(&k)?)? {
+                expired.push(pointer);
+            }
+        }
+        Ok(expired)
+    }
+
+    fn parties(
+        &self,
+        organisation: &Oin,
+        signal: &SignalId,
+    ) -> Result<Option<Vec<Oin>>, StoreError> {
+        let k = key(
+            PARTIES,
+            &[organisation.as_str().as_bytes(), signal.as_bytes()],
+        );
+        self.tree.get(&k)?.map(|v| decode(&k, &v)).transpose()
+    }
+
+    fn regie(&self, person: &Pseudonym) -> Result<Option<Regie>, StoreError> {
+        let k = key(REGIE, &[&person.0]);
+        self.tree.get(&k)?.map(|v| decode(&k, &v)).transpose()
+    }
+
+    fn waakvlam(&self, id: &SignalId) -> Result<Option<Waakvlam>, StoreError> {
+        let k = key(WAAKVLAM, &[id.as_bytes()]);
+        self.tree.get(&k)?.map(|v| decode(&k, &v)).transpose()
+    }
+
+    fn waakvlam_about(&self, person: &Pseudonym) -> Result<Vec<Waakvlam>, StoreError> {
+        let mut found = Vec::new();
+        for item in self.tree.scan_prefix(key(WAAKVLAM_PERSON, &[&person.0])) {
+            let (k, _) = item?;
+            if let Some(waakvlam) = self.waakvlam(&id_suffix(&k)?)? {
+                found.push(waakvlam);
+            }
+        }
+        Ok(found)
+    }
+
+    fn waakvlam_all(&self) -> Result<Vec<Waakvlam>, StoreError> {
+        self.tree
+            .scan_prefix([WAAKVLAM])
+            .map(|item| {
+                let (k, v) = item?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
+    fn notices_after(&self, after: u64) -> StoreIter<'_, Notice> {
+        let start = key(NOTICE, &[&after.saturating_add(1).to_be_bytes()]);
+        Box::new(self.tree.range(start..vec![NOTICE + 1]).map(|item| {
+            let (k, v) = item?;
+            decode(&k, &v)
+        }))
+    }
+
+    fn last_notice_cursor(&self) -> Result<u64, StoreError> {
+        match self.tree.scan_prefix([NOTICE]).next_back() {
+            Some(item) => u64_suffix(&item?.0),
+            None => Ok(0),
+        }
+    }
+
+    fn matches(&self) -> Result<Vec<Notice>, StoreError> {
+        self.tree
+            .scan_prefix([MATCH])
+            .map(|item| {
+                let (k, v) = item?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
+    fn meldingen(&self) -> Result<Vec<ReceivedMelding>, StoreError> {
+        self.tree
+            .scan_prefix([MELDING])
+            .map(|item| {
+                let (k, v) = item?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
+    fn break_glass_items(&self) -> Result<Vec<BreakGlassItem>, StoreError> {
+        self.tree
+            .scan_prefix([BREAK_GLASS])
+            .map(|item| {
+                let (k, v) = item?;
+                decode(&k, &v)
+            })
+            .collect()
     }
 }
