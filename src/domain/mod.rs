@@ -5,6 +5,7 @@
 
 mod audit;
 mod bsn;
+mod federation;
 mod ids;
 mod org;
 mod outbox;
@@ -13,10 +14,16 @@ mod signal;
 
 pub use audit::{Action, Actor, AuditEvent, EventDraft, Outcome};
 pub use bsn::{Bsn, BsnError};
+pub use federation::{
+    BreakGlassItem, BreakGlassReason, ContactDetails, IndexNotice, Notice, Pointer,
+    ReceivedMelding, Regie, Review, ReviewOutcome, ReviewReason, Waakvlam,
+};
 pub use ids::{
     ContactPointId, IdError, MessageId, PrincipalId, Pseudonym, PseudonymError, SignalId,
     TransactionId, UnixMillis,
 };
+/// The macro behind every closed list, for the closed lists other modules own.
+pub(crate) use org::closed_enum;
 pub use org::{Oin, OinError, OrgType, Ring};
 pub use outbox::{OutboxBody, OutboxMessage};
 pub use purpose::{LegalBasis, Purpose, Role};
