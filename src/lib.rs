@@ -16,6 +16,8 @@
 //! - [`auth`]: principals, bearer tokens and roles.
 //! - [`api`]: the gRPC services; the only place that sees generated proto types.
 //! - [`tls`]: rustls (ring) configurations and the TLS listener.
+//! - [`directory`]: the authority-signed federation directory: members, pins, the policy.
+//! - [`policy`]: purpose policy decisions (doelbinding) over the directory; pure.
 //! - [`config`]: raw TOML to validated configuration.
 //! - [`node`]: a node as a value: start, sweep, shutdown.
 //! - [`pki`]: a development PKI (rcgen).
@@ -31,10 +33,12 @@ pub mod cli_support;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod directory;
 pub mod domain;
 pub mod ledger;
 pub mod node;
 pub mod pki;
+pub mod policy;
 pub mod pseudonym;
 pub mod signals;
 pub mod store;

@@ -3,6 +3,7 @@
 
 mod audit;
 mod client;
+mod directory;
 mod node;
 mod pki;
 mod signal;
@@ -42,6 +43,9 @@ enum Command {
     /// Search, prove, export and verify a node's audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// The federation directory: the authority's key, signing, showing.
+    #[command(subcommand)]
+    Directory(directory::DirectoryCommand),
 }
 
 pub fn main() -> ExitCode {
@@ -74,6 +78,7 @@ pub fn main() -> ExitCode {
                 init_logging(LogFormat::Text, "warn");
                 audit::run(command).await
             }
+            Command::Directory(command) => directory::run(command),
         }
     });
     match result {
