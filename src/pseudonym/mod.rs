@@ -6,8 +6,10 @@
 //! over the network; the keyed pseudonymiser answers at once.
 
 mod keyed;
+pub mod oprf;
 
 pub use keyed::KeyedPseudonymiser;
+pub use oprf::{Blinded, OprfError, ServiceKey};
 
 use async_trait::async_trait;
 
