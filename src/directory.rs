@@ -134,7 +134,7 @@ impl Member {
         self.org_type.ring()
     }
 
-    pub fn pins(&self, pin: &[u8; 32]) -> bool {
+    pub fn is_pinned(&self, pin: &[u8; 32]) -> bool {
         self.tls_spki_sha256.contains(pin)
     }
 
