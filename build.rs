@@ -34,6 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".kring.v1.BreakGlassRequest",
             ".kring.v1.CaseRequest",
             ".kring.v1.StartWaakvlamLocalRequest",
+            ".kring.v1.ReportRequest",
         ])
         .compile_fds(descriptors)?;
     Ok(())

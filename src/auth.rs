@@ -26,6 +26,13 @@ pub enum Capability {
     WithdrawSignal,
     ListSignals,
     ReviewAudit,
+    ReportMelding,
+    WatchMatches,
+    LinkedSignals,
+    BreakGlass,
+    Regie,
+    Waakvlam,
+    ListMeldingen,
 }
 
 impl Capability {
@@ -38,6 +45,15 @@ impl Capability {
             }
             Capability::ListSignals => &[Role::Signaler, Role::Coordinator, Role::Analyst],
             Capability::ReviewAudit => &[Role::PrivacyOfficer],
+            Capability::ReportMelding => &[Role::Signaler, Role::Coordinator],
+            Capability::WatchMatches => &[Role::Signaler, Role::Coordinator, Role::Analyst],
+            // The federation's purpose policy decides further, per purpose.
+            Capability::LinkedSignals | Capability::BreakGlass => {
+                &[Role::Analyst, Role::Coordinator]
+            }
+            Capability::Regie => &[Role::Coordinator],
+            Capability::Waakvlam => &[Role::Coordinator, Role::Analyst],
+            Capability::ListMeldingen => &[Role::Analyst],
         }
     }
 
@@ -49,6 +65,13 @@ impl Capability {
             Capability::WithdrawSignal => "signals.withdraw",
             Capability::ListSignals => "signals.list",
             Capability::ReviewAudit => "audit.review",
+            Capability::ReportMelding => "signals.report_to_veilig_thuis",
+            Capability::WatchMatches => "signals.watch_matches",
+            Capability::LinkedSignals => "cases.linked_signals",
+            Capability::BreakGlass => "cases.break_glass",
+            Capability::Regie => "cases.regie",
+            Capability::Waakvlam => "cases.waakvlam",
+            Capability::ListMeldingen => "cases.list_meldingen",
         }
     }
 }

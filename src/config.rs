@@ -48,6 +48,21 @@ struct RawConfig {
     contact_points: Vec<RawContactPoint>,
     #[serde(default)]
     principals: Vec<RawPrincipal>,
+    federation: Option<RawFederation>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFederation {
+    listen: String,
+    tls_cert: PathBuf,
+    tls_key: PathBuf,
+    ca: PathBuf,
+    authority_key: String,
+    directory: PathBuf,
+    roles: Vec<String>,
+    pseudonym_key: Option<PathBuf>,
+    peer_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,6 +163,27 @@ pub struct AuditSettings {
     pub checkpoint_every: Duration,
 }
 
+/// How the node takes part in the federation.
+#[derive(Debug, Clone)]
+pub struct FederationSettings {
+    /// The peer listener (mutual TLS).
+    pub listen: SocketAddr,
+    /// The node certificate (OIN in the subject serialNumber), for the peer listener and as
+    /// the client certificate towards peers.
+    pub tls: TlsIdentity,
+    /// The federation CA.
+    pub ca: std::sync::Arc<rustls::RootCertStore>,
+    /// The authority's note verifier key: the trust anchor for the signed directory.
+    pub authority: crate::audit::NoteVerifier,
+    /// The signed directory file this node starts from (a newer accepted one is kept in the
+    /// store and wins).
+    pub directory_file: PathBuf,
+    pub roles: Vec<crate::directory::NodeRole>,
+    /// The pseudonym service's OPRF key file (created at first start).
+    pub pseudonym_key: Option<PathBuf>,
+    pub peer_timeout: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub organisation: Organisation,
@@ -164,6 +200,7 @@ pub struct Config {
     pub log_level: String,
     pub contact_points: Vec<ContactPoint>,
     pub principals: Principals,
+    pub federation: Option<FederationSettings>,
 }
 
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -352,6 +389,11 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         principals.push((hash, Principal { id, roles }));
     }
 
+    let federation = raw
+        .federation
+        .map(|raw| validate_federation(raw, base, &oin))
+        .transpose()?;
+
     Ok(Config {
         organisation: Organisation {
             name: raw.node.organisation,
@@ -378,6 +420,85 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         log_level,
         contact_points,
         principals: Principals::new(principals),
+        federation,
+    })
+}
+
+fn validate_federation(
+    raw: RawFederation,
+    base: &Path,
+    oin: &Oin,
+) -> Result<FederationSettings, ConfigError> {
+    let listen: SocketAddr = raw
+        .listen
+        .parse()
+        .map_err(|e| invalid("federation.listen", format!("not an address:port: {e}")))?;
+    let tls = TlsIdentity::load(&resolve(base, &raw.tls_cert), &resolve(base, &raw.tls_key))
+        .map_err(|e| invalid("federation.tls_cert / federation.tls_key", e))?;
+    check_certificate_dates(&tls, "federation.tls_cert")?;
+    match tls
+        .certs
+        .first()
+        .and_then(|c| crate::tls::certificate_oin(c))
+    {
+        Some(found) if found == *oin => {}
+        Some(found) => {
+            return Err(invalid(
+                "federation.tls_cert",
+                format!("the certificate names OIN {found}, not node.oin {oin}"),
+            ));
+        }
+        None => {
+            return Err(invalid(
+                "federation.tls_cert",
+                "the certificate has no OIN in its subject serialNumber",
+            ));
+        }
+    }
+    let ca =
+        crate::tls::load_roots(&resolve(base, &raw.ca)).map_err(|e| invalid("federation.ca", e))?;
+    let authority = crate::audit::NoteVerifier::parse(&raw.authority_key)
+        .map_err(|e| invalid("federation.authority_key", e))?;
+    let directory_file = resolve(base, &raw.directory);
+    if !directory_file.is_file() {
+        return Err(invalid(
+            "federation.directory",
+            format!("{} is not a file", directory_file.display()),
+        ));
+    }
+    let mut roles = Vec::new();
+    for (i, role) in raw.roles.iter().enumerate() {
+        roles.push(
+            role.parse::<crate::directory::NodeRole>()
+                .map_err(|e| invalid(format!("federation.roles[{i}]"), e))?,
+        );
+    }
+    if roles.is_empty() {
+        return Err(invalid("federation.roles", "at least one role is required"));
+    }
+    let pseudonym_key = raw.pseudonym_key.map(|p| resolve(base, &p));
+    if roles.contains(&crate::directory::NodeRole::PseudonymService) && pseudonym_key.is_none() {
+        return Err(invalid(
+            "federation.pseudonym_key",
+            "a pseudonym service needs its key file",
+        ));
+    }
+    let peer_timeout_ms = raw.peer_timeout_ms.unwrap_or(2000);
+    if !(100..=60_000).contains(&peer_timeout_ms) {
+        return Err(invalid(
+            "federation.peer_timeout_ms",
+            "must be between 100 and 60000",
+        ));
+    }
+    Ok(FederationSettings {
+        listen,
+        tls,
+        ca: std::sync::Arc::new(ca),
+        authority,
+        directory_file,
+        roles,
+        pseudonym_key,
+        peer_timeout: Duration::from_millis(peer_timeout_ms),
     })
 }
 

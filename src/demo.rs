@@ -144,6 +144,7 @@ pub fn dev_node(
             email: None,
         }],
         principals: Principals::new(principals),
+        federation: None,
     };
     Ok(DevNode { config, tokens })
 }

@@ -15,6 +15,7 @@
 //! - [`signals`]: what a node does with its own signals.
 //! - [`auth`]: principals, bearer tokens and roles.
 //! - [`api`]: the gRPC services; the only place that sees generated proto types.
+//! - [`federation`]: the directory a node holds, pinned peer channels, the outbox deliverer.
 //! - [`tls`]: rustls (ring) configurations and the TLS listener.
 //! - [`directory`]: the authority-signed federation directory: members, pins, the policy.
 //! - [`policy`]: purpose policy decisions (doelbinding) over the directory; pure.
@@ -28,6 +29,7 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod cases;
 pub mod cli;
 pub mod cli_support;
 pub mod clock;
@@ -35,6 +37,8 @@ pub mod config;
 pub mod demo;
 pub mod directory;
 pub mod domain;
+pub mod federation;
+pub mod index;
 pub mod ledger;
 pub mod node;
 pub mod pki;

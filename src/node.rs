@@ -15,15 +15,27 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use tokio::sync::Notify;
+
 use crate::api::{self, AuditApi, Calls, Health, LocalApi, SignalsApi};
 use crate::audit::{NoteSigner, NoteVerifier};
+use crate::cases::CaseService;
 use crate::clock::SharedClock;
-use crate::config::Config;
-use crate::domain::{Action, Actor, EventDraft, Oin, PrincipalId, TransactionId};
+use crate::config::{Config, FederationSettings};
+use crate::directory::{Accepted, DirectoryState, NodeRole};
+use crate::domain::{
+    Action, Actor, ContactDetails, EventDraft, LegalBasis, Oin, PrincipalId, Purpose, TransactionId,
+};
+use crate::federation::outbox::Deliverer;
+use crate::federation::serve::PeerHandler;
+use crate::federation::{Federation, Peers};
+use crate::index::IndexService;
 use crate::ledger::{Ledger, LedgerError, LedgerOptions};
-use crate::pseudonym::KeyedPseudonymiser;
-use crate::signals::{SignalError, SignalService};
-use crate::store::{SledStore, StoreError};
+use crate::pseudonym::{
+    KeyedPseudonymiser, LocalPseudonyms, OprfPseudonymiser, Pseudonymiser, ServiceKey,
+};
+use crate::signals::{SignalError, SignalService, SignalSettings};
+use crate::store::{Change, SledStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -46,6 +58,8 @@ pub enum NodeError {
     },
     #[error("the local listener failed: {0}")]
     Serve(String),
+    #[error("federation: {0}")]
+    Federation(String),
 }
 
 /// A started node. Dropping it stops the listener without the graceful steps; call
@@ -53,13 +67,16 @@ pub enum NodeError {
 pub struct RunningNode {
     organisation: Oin,
     local_addr: SocketAddr,
+    peer_addr: Option<SocketAddr>,
     ledger: Arc<Ledger>,
     signals: Arc<SignalService>,
+    index: Option<Arc<IndexService>>,
+    federation: Option<Arc<Federation>>,
     own_key: NoteVerifier,
     health: Health,
     stop: watch::Sender<bool>,
-    server: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
-    sweeper: Option<JoinHandle<()>>,
+    servers: Vec<JoinHandle<Result<(), tonic::transport::Error>>>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for RunningNode {
@@ -88,14 +105,14 @@ impl RunningNode {
             path: config.data_dir.display().to_string(),
             error,
         })?;
-        let pseudonymiser = Arc::new(
-            KeyedPseudonymiser::open_or_create(&config.secret_file).map_err(|error| {
+        let secret =
+            crate::pseudonym::read_or_create_secret(&config.secret_file).map_err(|error| {
                 NodeError::Secret {
                     path: config.secret_file.display().to_string(),
                     error,
                 }
-            })?,
-        );
+            })?;
+        let local = Arc::new(LocalPseudonyms::from_secret(&secret));
         let signer = NoteSigner::from_pkcs8(&config.audit.origin, &config.audit.signing_key_pkcs8)
             .map_err(|e| NodeError::Key(e.to_string()))?;
         let own_key = signer.verifier();
@@ -116,13 +133,68 @@ impl RunningNode {
             },
         )?);
         let organisation = config.organisation.oin;
+        let outbox = Arc::new(Notify::new());
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let mut servers = Vec::new();
+
+        let federation = match &config.federation {
+            Some(settings) => Some(join_federation(&ledger, organisation, settings, &clock).await?),
+            None => None,
+        };
+        let peers: Option<Arc<dyn Peers>> = federation
+            .as_ref()
+            .map(|f| Arc::new(api::peer_client::GrpcPeers::new(f.clone())) as Arc<dyn Peers>);
+        let pseudonymiser: Arc<dyn Pseudonymiser> = match (&federation, &peers) {
+            (Some(federation), Some(peers)) => {
+                Arc::new(OprfPseudonymiser::new(federation.clone(), peers.clone()))
+            }
+            _ => Arc::new(KeyedPseudonymiser::from_secret(&secret)),
+        };
+        let contacts: Vec<ContactDetails> = config
+            .contact_points
+            .iter()
+            .map(|c| ContactDetails {
+                id: c.id.to_string(),
+                name: c.name.clone(),
+                phone: c.phone.clone(),
+                email: c.email.clone(),
+            })
+            .collect();
         let signals = Arc::new(SignalService::new(
             ledger.clone(),
             pseudonymiser.clone(),
-            organisation,
-            config.contact_points.iter().map(|c| c.id.clone()),
-            config.signal_retention_millis,
+            local.clone(),
+            SignalSettings {
+                organisation,
+                contact_points: contacts.clone(),
+                retention_millis: config.signal_retention_millis,
+            },
+            outbox.clone(),
+            federation.clone(),
         ));
+        let (notices, _) = watch::channel(ledger.store().last_notice_cursor()?);
+        let roles = config
+            .federation
+            .as_ref()
+            .map(|f| f.roles.clone())
+            .unwrap_or_default();
+        let index = match &federation {
+            Some(federation) if roles.contains(&NodeRole::Index) => Some(Arc::new(
+                IndexService::new(ledger.clone(), federation.clone(), outbox.clone()),
+            )),
+            _ => None,
+        };
+        let cases = match (&federation, &peers) {
+            (Some(federation), Some(peers)) => Some(Arc::new(CaseService::new(
+                ledger.clone(),
+                federation.clone(),
+                peers.clone(),
+                signals.clone(),
+            ))),
+            _ => None,
+        };
+
         let tls = crate::tls::server_config(&config.local_tls, &crate::tls::ClientAuth::None)?;
         let listener =
             TcpListener::bind(config.listen)
@@ -136,12 +208,92 @@ impl RunningNode {
             error,
         })?;
 
+        let mut peer_addr = None;
+        if let (Some(settings), Some(federation), Some(peers)) =
+            (&config.federation, &federation, &peers)
+        {
+            let handler = Arc::new(PeerHandler::new(
+                ledger.clone(),
+                federation.clone(),
+                local.clone(),
+                contacts.clone(),
+                notices.clone(),
+            ));
+            let pseudonym_key = match (
+                &settings.pseudonym_key,
+                roles.contains(&NodeRole::PseudonymService),
+            ) {
+                (Some(path), true) => Some(Arc::new(ServiceKey::read_or_create(path).map_err(
+                    |error| NodeError::Secret {
+                        path: path.display().to_string(),
+                        error,
+                    },
+                )?)),
+                _ => None,
+            };
+            let peer_listener =
+                TcpListener::bind(settings.listen)
+                    .await
+                    .map_err(|error| NodeError::Listen {
+                        address: settings.listen,
+                        error,
+                    })?;
+            peer_addr = Some(
+                peer_listener
+                    .local_addr()
+                    .map_err(|error| NodeError::Listen {
+                        address: settings.listen,
+                        error,
+                    })?,
+            );
+            let peer_tls =
+                crate::tls::server_config(&settings.tls, &crate::tls::ClientAuth::Deferred)?;
+            let peer_api = api::PeerApi {
+                gate: Arc::new(api::PeerGate::new(
+                    federation.clone(),
+                    ledger.clone(),
+                    clock.clone(),
+                )),
+                federation: api::FederationApi::new(handler, federation.clone(), ledger.clone()),
+                index: index.clone().map(|index| {
+                    api::IndexApi::new(index, federation.clone(), ledger.clone(), clock.clone())
+                }),
+                pseudonyms: pseudonym_key
+                    .map(|key| api::PseudonymsApi::new(key, federation.clone(), ledger.clone())),
+            };
+            servers.push(tokio::spawn(api::serve_peer(
+                peer_listener,
+                peer_tls,
+                peer_api,
+                wait_for(stopped.clone()),
+            )));
+            tasks.push(tokio::spawn(
+                Deliverer::new(
+                    ledger.clone(),
+                    federation.clone(),
+                    peers.clone(),
+                    outbox.clone(),
+                )
+                .run(stopped.clone()),
+            ));
+            tasks.push(tokio::spawn(refresh_directory(
+                ledger.clone(),
+                federation.clone(),
+                peers.clone(),
+                clock.clone(),
+                stopped.clone(),
+            )));
+        }
+
         let started = EventDraft::new(
             TransactionId::new(),
             system_actor(organisation, "node"),
             Action::NodeStarted,
         )
-        .object(format!("listener:{local_addr}"));
+        .object(match peer_addr {
+            Some(peer) => format!("listener:{local_addr} peer:{peer}"),
+            None => format!("listener:{local_addr}"),
+        });
         ledger.commit(move |txn| txn.audit(started)).await?;
 
         let calls = Calls::new(
@@ -151,43 +303,65 @@ impl RunningNode {
         );
         let api = LocalApi {
             calls: calls.clone(),
-            signals: SignalsApi::new(calls.clone(), signals.clone()),
-            audit: AuditApi::new(calls, pseudonymiser, own_key.clone()),
+            signals: SignalsApi::new(calls.clone(), signals.clone(), notices.subscribe()),
+            audit: AuditApi::new(calls.clone(), signals.clone(), own_key.clone()),
+            cases: cases.map(|cases| api::CasesApi::new(calls, cases, signals.clone())),
             max_message_bytes: config.max_message_bytes,
         };
         let (health, health_service) = api::health();
         health.set_serving(true).await;
-        let (stop, stopped) = watch::channel(false);
-        let server = tokio::spawn(api::serve_local(
+        servers.push(tokio::spawn(api::serve_local(
             listener,
             tls,
             api,
             health_service,
             wait_for(stopped.clone()),
-        ));
-        let sweeper = tokio::spawn(sweep_loop(signals.clone(), config.sweep_every, stopped));
+        )));
+        tasks.push(tokio::spawn(sweep_loop(
+            signals.clone(),
+            index.clone(),
+            config.sweep_every,
+            stopped,
+        )));
         tracing::info!(
             organisation = %config.organisation.name,
             oin = %organisation,
             address = %local_addr,
+            peer_address = ?peer_addr,
             audit_key = %ledger.verifier_key(),
             "node started"
         );
         Ok(RunningNode {
             organisation,
             local_addr,
+            peer_addr,
             ledger,
             signals,
+            index,
+            federation,
             own_key,
             health,
             stop,
-            server: Some(server),
-            sweeper: Some(sweeper),
+            servers,
+            tasks,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The peer listener, when the node is part of a federation.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer_addr
+    }
+
+    pub fn organisation(&self) -> Oin {
+        self.organisation
+    }
+
+    pub fn federation(&self) -> Option<&Arc<Federation>> {
+        self.federation.as_ref()
     }
 
     /// The note verifier key of this node's audit log (`name+keyid+key`).
@@ -205,7 +379,13 @@ impl RunningNode {
 
     /// Runs the retention sweep now (it also runs on its own schedule).
     pub async fn sweep(&self) -> Result<usize, SignalError> {
-        self.signals.sweep().await
+        let removed = self.signals.sweep().await?;
+        if let Some(index) = &self.index
+            && let Err(e) = index.sweep().await
+        {
+            tracing::warn!(error = %e, "index sweep failed");
+        }
+        Ok(removed)
     }
 
     /// Stops taking calls, lets calls in flight finish, records the stop, signs a last
@@ -213,15 +393,15 @@ impl RunningNode {
     pub async fn shutdown(mut self) -> Result<(), NodeError> {
         self.health.set_serving(false).await;
         let _ = self.stop.send(true);
-        if let Some(server) = self.server.take() {
+        for server in std::mem::take(&mut self.servers) {
             match server.await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "local listener ended with an error"),
-                Err(e) => tracing::warn!(error = %e, "local listener task failed"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "a listener ended with an error"),
+                Err(e) => tracing::warn!(error = %e, "a listener task failed"),
             }
         }
-        if let Some(sweeper) = self.sweeper.take() {
-            let _ = sweeper.await;
+        for task in std::mem::take(&mut self.tasks) {
+            let _ = task.await;
         }
         let stopped = EventDraft::new(
             TransactionId::new(),
@@ -242,11 +422,11 @@ impl RunningNode {
 impl Drop for RunningNode {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
-        if let Some(server) = self.server.take() {
+        for server in self.servers.drain(..) {
             server.abort();
         }
-        if let Some(sweeper) = self.sweeper.take() {
-            sweeper.abort();
+        for task in self.tasks.drain(..) {
+            task.abort();
         }
     }
 }
@@ -255,7 +435,12 @@ async fn wait_for(mut stopped: watch::Receiver<bool>) {
     let _ = stopped.wait_for(|stop| *stop).await;
 }
 
-async fn sweep_loop(signals: Arc<SignalService>, every: Duration, stopped: watch::Receiver<bool>) {
+async fn sweep_loop(
+    signals: Arc<SignalService>,
+    index: Option<Arc<IndexService>>,
+    every: Duration,
+    stopped: watch::Receiver<bool>,
+) {
     let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -267,6 +452,132 @@ async fn sweep_loop(signals: Arc<SignalService>, every: Duration, stopped: watch
             Ok(0) => {}
             Ok(removed) => tracing::info!(removed, "retention sweep removed expired signals"),
             Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
+        }
+        if let Some(index) = &index {
+            match index.sweep().await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(removed, "retention sweep removed expired pointers"),
+                Err(e) => tracing::warn!(error = %e, "index sweep failed"),
+            }
+        }
+    }
+}
+
+/// Loads the signed directory: the one kept in the store (the floor: never roll back below
+/// it) and the configured file (accepted when newer). Refuses to start on an expired
+/// directory, or when this node's certificate is not pinned in it for its own OIN.
+async fn join_federation(
+    ledger: &Arc<Ledger>,
+    me: Oin,
+    settings: &FederationSettings,
+    clock: &SharedClock,
+) -> Result<Arc<Federation>, NodeError> {
+    let now = clock.now();
+    let file = std::fs::read_to_string(&settings.directory_file).map_err(|e| {
+        NodeError::Federation(format!("{}: {e}", settings.directory_file.display()))
+    })?;
+    let kept = ledger.store().directory_note()?;
+    let state = match &kept {
+        Some(note) => DirectoryState::restore(note, &settings.authority),
+        None => DirectoryState::new(&file, &settings.authority, now),
+    }
+    .map_err(|e| NodeError::Federation(format!("directory: {e}")))?;
+    match state.accept(&file, &settings.authority, now) {
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, file = %settings.directory_file.display(), "the configured directory was not taken")
+        }
+    }
+    let directory = state
+        .current_at(now)
+        .map_err(|e| NodeError::Federation(format!("directory: {e}")))?;
+    let member = directory.member(&me).ok_or_else(|| {
+        NodeError::Federation(format!("this node ({me}) is not in the directory"))
+    })?;
+    let pin = crate::tls::spki_sha256(&settings.tls.certs[0]).map_err(NodeError::Federation)?;
+    if !member.is_pinned(&pin) {
+        return Err(NodeError::Federation(
+            "this node's certificate is not pinned for it in the directory".into(),
+        ));
+    }
+    for role in &settings.roles {
+        if !member.has_role(*role) {
+            return Err(NodeError::Federation(format!(
+                "the directory does not give this node the role {role}"
+            )));
+        }
+    }
+    let serial = directory.serial();
+    let note = state.note().to_string();
+    if kept.as_deref() != Some(note.as_str()) {
+        persist_directory(ledger, me, note, serial).await?;
+    }
+    Ok(Arc::new(Federation::new(me, settings.clone(), state)))
+}
+
+async fn persist_directory(
+    ledger: &Arc<Ledger>,
+    me: Oin,
+    note: String,
+    serial: u64,
+) -> Result<(), NodeError> {
+    let event = EventDraft::new(
+        TransactionId::new(),
+        system_actor(me, "federation"),
+        Action::DirectoryAccept,
+    )
+    .purpose(Purpose::AuditReview, LegalBasis::Avg61c)
+    .object(format!("directory:{serial}"));
+    ledger
+        .commit(move |txn| {
+            txn.change(Change::PutDirectory(note));
+            txn.audit(event);
+        })
+        .await?;
+    Ok(())
+}
+
+/// Asks the authority (or, failing one, the index) for its directory now and then, and takes a
+/// newer one; a rollback, equivocation or bad signature is refused and logged.
+async fn refresh_directory(
+    ledger: Arc<Ledger>,
+    federation: Arc<Federation>,
+    peers: Arc<dyn Peers>,
+    clock: SharedClock,
+    stopped: watch::Receiver<bool>,
+) {
+    let mut interval = tokio::time::interval(Duration::from_secs(60));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            () = wait_for(stopped.clone()) => return,
+        }
+        let directory = federation.directory();
+        let source = directory
+            .with_role(NodeRole::Authority)
+            .map(|m| m.oin)
+            .find(|oin| *oin != federation.me())
+            .unwrap_or_else(|| directory.index().oin);
+        if source == federation.me() {
+            continue;
+        }
+        let note = match peers.directory(&source).await {
+            Ok(note) => note,
+            Err(e) => {
+                tracing::debug!(error = %e, "directory refresh");
+                continue;
+            }
+        };
+        match federation.accept_directory(&note, clock.now()) {
+            Ok(Accepted::Updated { to, .. }) => {
+                if let Err(e) = persist_directory(&ledger, federation.me(), note, to).await {
+                    tracing::warn!(error = %e, "cannot keep the new directory");
+                }
+                tracing::info!(serial = to, "directory updated");
+            }
+            Ok(Accepted::Unchanged) => {}
+            Err(e) => tracing::warn!(error = %e, from = %source, "directory refused"),
         }
     }
 }

@@ -2,16 +2,20 @@
 //! Each operation pseudonymises first (the BSNs are consumed there), then commits its state
 //! change, outbox message and audit event together through the ledger.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use tokio::sync::Notify;
+
 use crate::domain::{
-    Action, Actor, Bsn, Category, ContactPointId, EventDraft, Invalid, MeldcodeStep, MessageId,
-    Oin, OutboxBody, OutboxMessage, Pseudonym, Purpose, RegisterSignal, RelatedPseudonym, Severity,
-    Signal, SignalChange, SignalId, TransactionId, UnixMillis, WithdrawReason,
+    Action, Actor, Bsn, Category, ContactDetails, ContactPointId, EventDraft, Invalid, LegalBasis,
+    MeldcodeStep, MessageId, Oin, OutboxBody, OutboxMessage, Pseudonym, Purpose, RegisterSignal,
+    RelatedPseudonym, Severity, Signal, SignalChange, SignalId, TransactionId, UnixMillis,
+    WithdrawReason,
 };
+use crate::federation::Federation;
 use crate::ledger::{Ledger, LedgerError, Txn};
-use crate::pseudonym::{PseudonymError, Pseudonymiser};
+use crate::pseudonym::{LocalPseudonyms, PseudonymError, Pseudonymiser};
 use crate::store::{Change, StoreError};
 
 /// Who is acting, in which exchange.
@@ -31,6 +35,12 @@ pub enum SignalError {
     VersionMismatch { expected: u32, actual: u32 },
     #[error("the signal already has this meldcode step and severity")]
     Unchanged,
+    #[error("a melding needs meldcode step 5 (beslissen); the signal is at {0}")]
+    NotAtStepFive(MeldcodeStep),
+    #[error("this node is not part of a federation")]
+    NotFederated,
+    #[error("the directory names no veilig thuis organisation")]
+    NoVeiligThuis,
     #[error(transparent)]
     Pseudonym(#[from] PseudonymError),
     #[error(transparent)]
@@ -87,9 +97,21 @@ const SWEEP_BATCH: usize = 256;
 pub struct SignalService {
     ledger: Arc<Ledger>,
     pseudonymiser: Arc<dyn Pseudonymiser>,
+    local: Arc<LocalPseudonyms>,
     organisation: Oin,
-    contact_points: BTreeSet<ContactPointId>,
+    contact_points: BTreeMap<ContactPointId, ContactDetails>,
     retention_millis: i64,
+    /// Woken after every commit that put a message in the outbox.
+    outbox: Arc<Notify>,
+    federation: Option<Arc<Federation>>,
+}
+
+/// What a signal service needs besides its ledger.
+#[derive(Debug, Clone)]
+pub struct SignalSettings {
+    pub organisation: Oin,
+    pub contact_points: Vec<ContactDetails>,
+    pub retention_millis: i64,
 }
 
 impl std::fmt::Debug for SignalService {
@@ -104,21 +126,57 @@ impl SignalService {
     pub fn new(
         ledger: Arc<Ledger>,
         pseudonymiser: Arc<dyn Pseudonymiser>,
-        organisation: Oin,
-        contact_points: impl IntoIterator<Item = ContactPointId>,
-        retention_millis: i64,
+        local: Arc<LocalPseudonyms>,
+        settings: SignalSettings,
+        outbox: Arc<Notify>,
+        federation: Option<Arc<Federation>>,
     ) -> SignalService {
         SignalService {
             ledger,
             pseudonymiser,
-            organisation,
-            contact_points: contact_points.into_iter().collect(),
-            retention_millis,
+            local,
+            organisation: settings.organisation,
+            contact_points: settings
+                .contact_points
+                .into_iter()
+                .filter_map(|c| ContactPointId::parse(&c.id).ok().map(|id| (id, c)))
+                .collect(),
+            retention_millis: settings.retention_millis,
+            outbox,
+            federation,
         }
+    }
+
+    /// This node's pseudonyms for the persons behind these BSNs (consumed).
+    pub async fn local_pseudonyms(&self, persons: Vec<Bsn>) -> Result<Vec<Pseudonym>, SignalError> {
+        let federation = self.pseudonymiser.pseudonymise(persons).await?;
+        Ok(federation.iter().map(|p| self.local.local(p)).collect())
+    }
+
+    pub fn federation(&self) -> Option<&Arc<Federation>> {
+        self.federation.as_ref()
+    }
+
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
     }
 
     pub fn pseudonymiser(&self) -> &Arc<dyn Pseudonymiser> {
         &self.pseudonymiser
+    }
+
+    pub fn local(&self) -> &Arc<LocalPseudonyms> {
+        &self.local
+    }
+
+    pub fn contact(&self, id: &ContactPointId) -> ContactDetails {
+        self.contact_points
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| ContactDetails {
+                id: id.to_string(),
+                ..ContactDetails::default()
+            })
     }
 
     fn event(caller: &Caller, action: Action) -> EventDraft {
@@ -134,23 +192,29 @@ impl SignalService {
         request: RegisterSignal,
     ) -> Result<Signal, SignalError> {
         let (persons, relations, content) = request.into_parts();
-        if !self.contact_points.contains(&content.contact_point) {
+        if !self.contact_points.contains_key(&content.contact_point) {
             return Err(Invalid::new(
                 "contact_point",
                 "is not one of the organisation's configured contact points",
             )
             .into());
         }
-        let pseudonyms = self.pseudonymiser.pseudonymise(persons).await?;
-        let subject = pseudonyms[0];
-        let related: Vec<RelatedPseudonym> = pseudonyms[1..]
-            .iter()
-            .zip(relations)
-            .map(|(pseudonym, relation)| RelatedPseudonym {
-                pseudonym: *pseudonym,
-                relation,
-            })
-            .collect();
+        let federation = self.pseudonymiser.pseudonymise(persons).await?;
+        let linked = |pseudonyms: &[Pseudonym]| -> Vec<RelatedPseudonym> {
+            pseudonyms[1..]
+                .iter()
+                .zip(&relations)
+                .map(|(pseudonym, relation)| RelatedPseudonym {
+                    pseudonym: *pseudonym,
+                    relation: *relation,
+                })
+                .collect()
+        };
+        let locals: Vec<Pseudonym> = federation.iter().map(|p| self.local.local(p)).collect();
+        let subject = locals[0];
+        let related = linked(&locals);
+        let published_subject = federation[0];
+        let published_related = linked(&federation);
         let caller = caller.clone();
         let retention = self.retention_millis;
         let signal = self
@@ -177,10 +241,11 @@ impl SignalService {
                     caller.transaction,
                     OutboxBody::PublishPointer {
                         signal: signal.id,
-                        subject: signal.subject,
-                        related: signal.related.clone(),
+                        subject: published_subject,
+                        related: published_related,
                         expires_at: signal.expires_at,
                     },
+                    signal.persons().collect(),
                 );
                 txn.audit(
                     Self::event(&caller, Action::SignalRegister)
@@ -190,6 +255,7 @@ impl SignalService {
                 signal
             })
             .await?;
+        self.outbox.notify_one();
         Ok(signal)
     }
 
@@ -246,7 +312,8 @@ impl SignalService {
         reason: WithdrawReason,
     ) -> Result<UnixMillis, SignalError> {
         let caller = caller.clone();
-        self.ledger
+        let withdrawn = self
+            .ledger
             .commit(move |txn| {
                 let Some(signal) = txn.store().signal(&id)? else {
                     return Err(SignalError::NotFound(id));
@@ -260,7 +327,80 @@ impl SignalService {
                 );
                 Ok(txn.now())
             })
-            .await?
+            .await?;
+        self.outbox.notify_one();
+        withdrawn
+    }
+
+    /// Meldcode step 5: hands the signal to Veilig Thuis. The professional names the subject
+    /// again (their BSN), which both confirms the right signal and gives Veilig Thuis the
+    /// federation pseudonym to find the person by; the node keeps no federation pseudonym.
+    pub async fn report_to_veilig_thuis(
+        &self,
+        caller: &Caller,
+        id: SignalId,
+        subject: Bsn,
+    ) -> Result<Oin, SignalError> {
+        let federation = self.federation.as_ref().ok_or(SignalError::NotFederated)?;
+        let to = federation
+            .directory()
+            .veilig_thuis()
+            .next()
+            .map(|m| m.oin)
+            .ok_or(SignalError::NoVeiligThuis)?;
+        let published = self.pseudonymiser.pseudonymise(vec![subject]).await?[0];
+        let local = self.local.local(&published);
+        let caller = caller.clone();
+        let contacts = self.contact_points.clone();
+        self.ledger
+            .commit(move |txn| {
+                let Some(signal) = txn.store().signal(&id)? else {
+                    return Err(SignalError::NotFound(id));
+                };
+                if signal.subject != local {
+                    return Err(
+                        Invalid::new("subject_bsn", "is not the subject of this signal").into(),
+                    );
+                }
+                if signal.meldcode_step != MeldcodeStep::Beslissen {
+                    return Err(SignalError::NotAtStepFive(signal.meldcode_step));
+                }
+                let contact_point = contacts
+                    .get(&signal.contact_point)
+                    .cloned()
+                    .unwrap_or_default();
+                outbox(
+                    txn,
+                    caller.transaction,
+                    OutboxBody::Melding {
+                        to,
+                        signal: signal.id,
+                        subject: published,
+                        category: signal.category,
+                        severity: signal.severity,
+                        registered_at: signal.registered_at,
+                        contact_point,
+                        reported_by: caller.actor.user.clone(),
+                    },
+                    vec![signal.subject],
+                );
+                txn.audit(
+                    EventDraft::new(
+                        caller.transaction,
+                        caller.actor.clone(),
+                        Action::MeldingSend,
+                    )
+                    .purpose(Purpose::VtTriage, LegalBasis::Wmo526)
+                    .subjects([signal.subject])
+                    .counterpart(to)
+                    .object(format!("signal:{}", signal.id))
+                    .reason("queued for delivery to veilig thuis"),
+                );
+                Ok(())
+            })
+            .await??;
+        self.outbox.notify_one();
+        Ok(to)
     }
 
     /// Lists signals; the disclosure (which persons were shown) is audited before returning.
@@ -271,7 +411,7 @@ impl SignalService {
         mut query: SignalQuery,
     ) -> Result<SignalPage, SignalError> {
         if let Some(person) = person {
-            query.person = Some(self.pseudonymiser.pseudonymise(vec![person]).await?[0]);
+            query.person = Some(self.local_pseudonyms(vec![person]).await?[0]);
         }
         let page = self.read_page(&query)?;
         let caller = caller.clone();
@@ -372,6 +512,9 @@ impl SignalService {
                 })
                 .await??;
             total += removed;
+            if removed > 0 {
+                self.outbox.notify_one();
+            }
             if removed < SWEEP_BATCH {
                 return Ok(total);
             }
@@ -379,12 +522,18 @@ impl SignalService {
     }
 }
 
-fn outbox(txn: &mut Txn<'_>, transaction: TransactionId, body: OutboxBody) {
+fn outbox(
+    txn: &mut Txn<'_>,
+    transaction: TransactionId,
+    body: OutboxBody,
+    subjects: Vec<Pseudonym>,
+) {
     let message = OutboxMessage {
         id: MessageId::new(),
         transaction,
         created: txn.now(),
         body,
+        subjects,
     };
     txn.change(Change::PutOutbox(message));
 }
@@ -395,5 +544,6 @@ fn remove(txn: &mut Txn<'_>, signal: &Signal, transaction: TransactionId) {
         txn,
         transaction,
         OutboxBody::RetractPointer { signal: signal.id },
+        signal.persons().collect(),
     );
 }

@@ -128,8 +128,12 @@ pub fn roots_from_pem(pem: &[u8]) -> Result<RootCertStore, String> {
 pub enum ClientAuth {
     /// The local listener: callers authenticate with bearer tokens.
     None,
-    /// A peer listener: a client certificate chaining to one of these roots is required.
+    /// A client certificate chaining to one of these roots is required at the handshake.
     Required(Arc<RootCertStore>),
+    /// The peer listener: any client certificate whose key the peer proves it holds is let
+    /// through the handshake, and the federation gate (which can answer UNAUTHENTICATED and
+    /// audit the refusal) decides: chain, dates, pin and OIN.
+    Deferred,
 }
 
 pub fn server_config(
@@ -146,8 +150,183 @@ pub fn server_config(
                 .map_err(|e| TlsError::Other(e.to_string()))?;
             builder.with_client_cert_verifier(verifier)
         }
+        ClientAuth::Deferred => builder.with_client_cert_verifier(Arc::new(DeferredClientAuth {
+            algorithms: provider().signature_verification_algorithms,
+        })),
     };
     let mut config = builder.with_single_cert(identity.certs.clone(), identity.key.clone_key())?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Accepts any client certificate at the handshake, provided the client proves it holds the
+/// key; the peer gate checks everything else and can refuse with a status and an audit event.
+#[derive(Debug)]
+struct DeferredClientAuth {
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl rustls::server::danger::ClientCertVerifier for DeferredClientAuth {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// Checks a client chain against `roots` as the handshake would have (dates included).
+pub fn verify_client_chain(
+    roots: &Arc<RootCertStore>,
+    chain: &[CertificateDer<'static>],
+) -> Result<(), String> {
+    let (end_entity, intermediates) = chain
+        .split_first()
+        .ok_or_else(|| "no client certificate".to_owned())?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
+        .build()
+        .map_err(|e| e.to_string())?;
+    verifier
+        .verify_client_cert(
+            end_entity,
+            intermediates,
+            rustls::pki_types::UnixTime::now(),
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// The OIN in a certificate's subject serialNumber (2.5.4.5), as PKIoverheid puts it.
+pub fn certificate_oin(cert_der: &[u8]) -> Option<crate::domain::Oin> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
+    let serial = cert
+        .subject()
+        .iter_attributes()
+        .find(|a| a.attr_type().to_id_string() == "2.5.4.5")?
+        .as_str()
+        .ok()?
+        .to_owned();
+    crate::domain::Oin::parse(&serial).ok()
+}
+
+/// Verifies a server's chain to `roots` and then requires its key to be one of `pins` (SHA-256
+/// of the SubjectPublicKeyInfo, from the signed directory).
+#[derive(Debug)]
+struct PinnedServer {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    pins: Vec<[u8; 32]>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for PinnedServer {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let verified = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        let pin = spki_sha256(end_entity)
+            .map_err(|e| rustls::Error::General(format!("server certificate: {e}")))?;
+        if !self.pins.contains(&pin) {
+            return Err(rustls::Error::General(
+                "server certificate is not pinned in the directory".into(),
+            ));
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// SHA-256 of a certificate's SubjectPublicKeyInfo.
+pub fn spki_sha256(cert_der: &[u8]) -> Result<[u8; 32], String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der)
+        .map_err(|e| format!("unreadable certificate: {e}"))?;
+    let digest = ring::digest::digest(&ring::digest::SHA256, cert.tbs_certificate.subject_pki.raw);
+    let mut pin = [0u8; 32];
+    pin.copy_from_slice(digest.as_ref());
+    Ok(pin)
+}
+
+/// A client configuration for one peer: our certificate, the federation's roots, and the
+/// peer's pins from the directory.
+pub fn peer_client_config(
+    roots: Arc<RootCertStore>,
+    identity: &TlsIdentity,
+    pins: Vec<[u8; 32]>,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider())
+        .build()
+        .map_err(|e| TlsError::Other(e.to_string()))?;
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedServer { inner, pins }))
+        .with_client_auth_cert(identity.certs.clone(), identity.key.clone_key())?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(config))
 }

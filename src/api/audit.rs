@@ -16,8 +16,10 @@ use crate::audit::verify::{self, Verifier};
 use crate::audit::{NoteVerifier, event, merkle, search};
 use crate::auth::Capability;
 use crate::domain::{Action, EventDraft, Pseudonym, Purpose};
+use crate::domain::{BreakGlassItem, Review};
 use crate::ledger::{Ledger, store_hashes};
-use crate::pseudonym::Pseudonymiser;
+use crate::signals::SignalService;
+use crate::store::Change;
 
 const EXPORT_CHUNK: u64 = 256;
 const CHECKPOINT_PAGE: usize = 1000;
@@ -25,20 +27,55 @@ const CHECKPOINT_PAGE: usize = 1000;
 #[derive(Debug, Clone)]
 pub struct AuditApi {
     calls: Calls,
-    pseudonymiser: Arc<dyn Pseudonymiser>,
+    signals: Arc<SignalService>,
     own_key: NoteVerifier,
 }
 
 impl AuditApi {
-    pub fn new(
-        calls: Calls,
-        pseudonymiser: Arc<dyn Pseudonymiser>,
-        own_key: NoteVerifier,
-    ) -> AuditApi {
+    pub fn new(calls: Calls, signals: Arc<SignalService>, own_key: NoteVerifier) -> AuditApi {
         AuditApi {
             calls,
-            pseudonymiser,
+            signals,
             own_key,
+        }
+    }
+
+    fn item(&self, item: &BreakGlassItem) -> proto::BreakGlassItem {
+        let name = self
+            .signals
+            .federation()
+            .and_then(|f| {
+                f.directory()
+                    .member(&item.requester)
+                    .map(|m| m.name.clone())
+            })
+            .unwrap_or_default();
+        proto::BreakGlassItem {
+            id: item.id.to_string(),
+            transaction_id: item.transaction.to_string(),
+            at_unix_ms: item.at.0,
+            requester_oin: item.requester.to_string(),
+            requester_name: name,
+            requester_user: item.requester_user.clone(),
+            requester_role: item
+                .requester_role
+                .map_or(0, |r| convert::role_to_proto(r) as i32),
+            reason: convert::break_glass_to_proto(item.reason) as i32,
+            signal_ids: item.signals.iter().map(ToString::to_string).collect(),
+            outcome: item
+                .review
+                .as_ref()
+                .map_or(0, |r| convert::review_outcome_to_proto(r.outcome) as i32),
+            review_reason: item
+                .review
+                .as_ref()
+                .map_or(0, |r| convert::review_reason_to_proto(r.reason) as i32),
+            reviewed_by: item
+                .review
+                .as_ref()
+                .map(|r| r.by.to_string())
+                .unwrap_or_default(),
+            reviewed_at_unix_ms: item.review.as_ref().map_or(0, |r| r.at.0),
         }
     }
 
@@ -125,7 +162,7 @@ impl proto::audit_server::Audit for AuditApi {
         let result = async {
             let (subject_bsn, mut query) = parsed?;
             if let Some(bsn) = subject_bsn {
-                query.subject = Some(self.pseudonymiser.pseudonymise(vec![bsn]).await?[0]);
+                query.subject = Some(self.signals.local_pseudonyms(vec![bsn]).await?[0]);
             }
             let store = self.ledger().store().clone();
             let size = store.audit_size()?;
@@ -405,18 +442,101 @@ impl proto::audit_server::Audit for AuditApi {
         self.calls.finish(&call, result).await
     }
 
-    // TODO(federation): replaced by the break-glass review in this change.
     async fn break_glass_queue(
         &self,
-        _request: Request<proto::BreakGlassQueueRequest>,
+        request: Request<proto::BreakGlassQueueRequest>,
     ) -> Result<Response<proto::BreakGlassQueueResponse>, Status> {
-        Err(Status::unimplemented("break_glass_queue"))
+        let call = self
+            .begin(request.metadata(), Action::AuditBreakGlassQueue)
+            .await?;
+        let result = async {
+            let include_reviewed = request.get_ref().include_reviewed;
+            let items: Vec<BreakGlassItem> = self
+                .ledger()
+                .store()
+                .break_glass_items()?
+                .into_iter()
+                .filter(|item| include_reviewed || item.review.is_none())
+                .collect();
+            self.record(
+                &call,
+                Vec::new(),
+                format!("break_glass:{}", items.len()),
+                None,
+            )
+            .await?;
+            Ok(proto::BreakGlassQueueResponse {
+                items: items.iter().map(|i| self.item(i)).collect(),
+                transaction_id: call.transaction_id(),
+            })
+        }
+        .await;
+        self.calls.finish(&call, result).await
     }
 
     async fn review_break_glass(
         &self,
-        _request: Request<proto::ReviewBreakGlassRequest>,
+        request: Request<proto::ReviewBreakGlassRequest>,
     ) -> Result<Response<proto::ReviewBreakGlassResponse>, Status> {
-        Err(Status::unimplemented("review_break_glass"))
+        let call = self
+            .begin(request.metadata(), Action::AuditBreakGlassReview)
+            .await?;
+        let result = async {
+            let (id, outcome, reason) = convert::review(request.get_ref())?;
+            let reviewer = call.caller.clone();
+            let reviewed = self
+                .ledger()
+                .commit(move |txn| -> Result<BreakGlassItem, ApiError> {
+                    let mut item = txn
+                        .store()
+                        .break_glass_items()?
+                        .into_iter()
+                        .find(|i| i.id == id)
+                        .ok_or_else(|| {
+                            ApiError::NotFound(format!("id: no break-glass item {id}"))
+                        })?;
+                    if item.review.is_some() {
+                        return Err(ApiError::FailedPrecondition(format!(
+                            "id: break-glass item {id} was reviewed already"
+                        )));
+                    }
+                    let subjects: Vec<Pseudonym> = item
+                        .signals
+                        .iter()
+                        .filter_map(|s| txn.store().signal(s).ok().flatten())
+                        .flat_map(|s| s.persons().collect::<Vec<_>>())
+                        .collect();
+                    item.review = Some(Review {
+                        outcome,
+                        reason,
+                        by: reviewer.actor.user.clone(),
+                        at: txn.now(),
+                    });
+                    txn.change(Change::PutBreakGlass(item.clone()));
+                    txn.audit(
+                        EventDraft::new(
+                            reviewer.transaction,
+                            reviewer.actor.clone(),
+                            Action::AuditBreakGlassReview,
+                        )
+                        .purpose(
+                            Purpose::AuditReview,
+                            Purpose::AuditReview.local_legal_basis(),
+                        )
+                        .subjects(subjects)
+                        .counterpart(item.requester)
+                        .object(format!("break_glass:{id}"))
+                        .reason(format!("{outcome}: {reason}")),
+                    );
+                    Ok(item)
+                })
+                .await??;
+            Ok(proto::ReviewBreakGlassResponse {
+                item: Some(self.item(&reviewed)),
+                transaction_id: call.transaction_id(),
+            })
+        }
+        .await;
+        self.calls.finish(&call, result).await
     }
 }

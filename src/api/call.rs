@@ -41,7 +41,11 @@ pub fn purpose_of(action: Action) -> Purpose {
         | Action::AuditCheckpoint
         | Action::AuditProof
         | Action::AuditVerify
-        | Action::AuditExport => Purpose::AuditReview,
+        | Action::AuditExport
+        | Action::AuditBreakGlassQueue
+        | Action::AuditBreakGlassReview => Purpose::AuditReview,
+        Action::BreakGlass => Purpose::Emergency,
+        Action::MatchesWatch | Action::MatchesList => Purpose::MatchNotification,
         _ => Purpose::Registration,
     }
 }

@@ -5,10 +5,13 @@ use super::error::ApiError;
 use super::proto;
 use crate::audit::search::Query;
 use crate::domain::{
-    Action, Actor, AuditEvent, Bsn, Category, ContactPointId, Invalid, LegalBasis, MeldcodeStep,
-    Outcome, PrincipalId, Pseudonym, Purpose, RegisterSignal, RelatedBsn, Relation, Role, Severity,
-    Signal, SignalChange, SignalId, UnixMillis, WithdrawReason, parse_bsn,
+    Action, Actor, AuditEvent, BreakGlassReason, Bsn, Category, ContactDetails, ContactPointId,
+    IndexNotice, Invalid, LegalBasis, Lookup, MeldcodeStep, MessageId, Oin, Outcome, PrincipalId,
+    Pseudonym, Purpose, Regie, RegisterSignal, RelatedBsn, RelatedPseudonym, Relation,
+    RequestContext, ReviewOutcome, ReviewReason, Ring, Role, Severity, Signal, SignalChange,
+    SignalId, TransactionId, UnixMillis, Waakvlam, WithdrawReason, parse_bsn,
 };
+use crate::policy::DisclosedSignal;
 use crate::signals::SignalQuery;
 
 /// Maps a proto enum number to a domain value: 0 is "required", unknown numbers are named.
@@ -99,6 +102,17 @@ enum_map!(action, action_to_proto, proto::AuditAction, Action, {
     SignalWithdraw <=> SignalWithdraw, SignalList <=> SignalList, SignalExpire <=> SignalExpire,
     AuditSearch <=> AuditSearch, AuditCheckpoint <=> AuditCheckpoint,
     AuditProof <=> AuditProof, AuditVerify <=> AuditVerify, AuditExport <=> AuditExport,
+    AuditBreakGlassQueue <=> AuditBreakGlassQueue, AuditBreakGlassReview <=> AuditBreakGlassReview,
+    PeerRefused <=> PeerRefused, DirectoryAccept <=> DirectoryAccept,
+    PointerPublish <=> PointerPublish, PointerRetract <=> PointerRetract,
+    PointerExpire <=> PointerExpire, PointerLookup <=> PointerLookup,
+    NoticeSend <=> NoticeSend, NoticeReceive <=> NoticeReceive,
+    MatchesWatch <=> MatchesWatch, MatchesList <=> MatchesList, SignalsFetch <=> SignalsFetch,
+    LinkedSignals <=> LinkedSignals, BreakGlass <=> BreakGlass, MeldingSend <=> MeldingSend,
+    MeldingReceive <=> MeldingReceive, MeldingenList <=> MeldingenList,
+    RegieClaim <=> RegieClaim, RegieRelease <=> RegieRelease,
+    WaakvlamStart <=> WaakvlamStart, WaakvlamList <=> WaakvlamList,
+    PseudonymEvaluate <=> PseudonymEvaluate,
 });
 enum_map!(outcome, outcome_to_proto, proto::Outcome, Outcome, {
     Success <=> Success, Refused <=> Refused, Failed <=> Failed,
@@ -305,6 +319,338 @@ pub fn audit_event(event: &AuditEvent, canonical: Vec<u8>) -> proto::AuditEvent 
     }
 }
 
+enum_map!(break_glass, break_glass_to_proto, proto::BreakGlassReason, BreakGlassReason, {
+    AcuteDangerChild <=> AcuteDangerChild, AcuteDangerAdult <=> AcuteDangerAdult,
+    ImminentViolence <=> ImminentViolence, MissingPerson <=> MissingPerson, Other <=> Other,
+});
+enum_map!(ring, ring_to_proto, proto::Ring, Ring, {
+    ActiviteitenInDeBuurt <=> ActiviteitenInDeBuurt, PlekkenVoorIedereen <=> PlekkenVoorIedereen,
+    PlekkenVoorWieHetNodigHeeft <=> PlekkenVoorWieHetNodigHeeft, SpinInHetWeb <=> SpinInHetWeb,
+    Melding <=> Melding, StoppenEnDuurzaamOplossen <=> StoppenEnDuurzaamOplossen,
+    Federatie <=> Federatie,
+});
+enum_map!(review_outcome, review_outcome_to_proto, proto::ReviewOutcome, ReviewOutcome, {
+    Justified <=> Justified, Unjustified <=> Unjustified,
+});
+enum_map!(review_reason, review_reason_to_proto, proto::ReviewReason, ReviewReason, {
+    AcuteDangerConfirmed <=> AcuteDangerConfirmed, Proportionate <=> Proportionate,
+    NoAcuteDanger <=> NoAcuteDanger, WrongPerson <=> WrongPerson,
+    ExcessiveScope <=> ExcessiveScope, Other <=> Other,
+});
+
+pub fn optional_break_glass(field: &str, raw: i32) -> Result<Option<BreakGlassReason>, Invalid> {
+    if raw == 0 {
+        return Ok(None);
+    }
+    enum_value(field, raw, break_glass).map(Some)
+}
+
+pub fn required_break_glass(field: &str, raw: i32) -> Result<BreakGlassReason, Invalid> {
+    enum_value(field, raw, break_glass)
+}
+
+pub fn required_purpose(field: &str, raw: i32) -> Result<Purpose, Invalid> {
+    enum_value(field, raw, purpose)
+}
+
+pub fn review(
+    request: &proto::ReviewBreakGlassRequest,
+) -> Result<(SignalId, ReviewOutcome, ReviewReason), Invalid> {
+    Ok((
+        signal_id("id", &request.id)?,
+        enum_value("outcome", request.outcome, review_outcome)?,
+        enum_value("reason", request.reason, review_reason)?,
+    ))
+}
+
+/// A 32-byte federation pseudonym from the wire.
+pub fn pseudonym_bytes(field: &str, raw: &[u8]) -> Result<Pseudonym, Invalid> {
+    raw.try_into()
+        .map(Pseudonym)
+        .map_err(|_| Invalid::new(field, "must be a 32-byte pseudonym"))
+}
+
+fn oin(field: &str, raw: &str) -> Result<Oin, Invalid> {
+    Oin::parse(raw).map_err(|e| Invalid::new(field, e))
+}
+
+pub fn request_context(raw: Option<&proto::RequestContext>) -> Result<RequestContext, Invalid> {
+    let raw = raw.ok_or_else(|| Invalid::new("context", "is required"))?;
+    Ok(RequestContext {
+        transaction: TransactionId::parse(&raw.transaction_id)
+            .map_err(|e| Invalid::new("context.transaction_id", e))?,
+        purpose: enum_value("context.purpose", raw.purpose, purpose)?,
+        user: PrincipalId::parse(&raw.user).map_err(|e| Invalid::new("context.user", e))?,
+        role: match raw.role {
+            0 => None,
+            r => Some(enum_value("context.role", r, role)?),
+        },
+        break_glass: optional_break_glass("context.break_glass_reason", raw.break_glass_reason)?,
+    })
+}
+
+pub fn linked_person(related: &RelatedPseudonym) -> proto::LinkedPerson {
+    proto::LinkedPerson {
+        pseudonym: related.pseudonym.0.to_vec(),
+        relation: relation_to_proto(related.relation) as i32,
+    }
+}
+
+fn linked_from_proto(field: &str, raw: &proto::LinkedPerson) -> Result<RelatedPseudonym, Invalid> {
+    Ok(RelatedPseudonym {
+        pseudonym: pseudonym_bytes(&format!("{field}.pseudonym"), &raw.pseudonym)?,
+        relation: enum_value(&format!("{field}.relation"), raw.relation, relation)?,
+    })
+}
+
+pub fn contact(details: &ContactDetails) -> proto::ContactPoint {
+    proto::ContactPoint {
+        id: details.id.clone(),
+        name: details.name.clone(),
+        phone: details.phone.clone().unwrap_or_default(),
+        email: details.email.clone().unwrap_or_default(),
+    }
+}
+
+fn contact_from_proto(raw: &proto::ContactPoint) -> ContactDetails {
+    let text = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    ContactDetails {
+        id: raw.id.clone(),
+        name: raw.name.clone(),
+        phone: text(&raw.phone),
+        email: text(&raw.email),
+    }
+}
+
+pub fn directory_contact(contact: Option<&crate::directory::Contact>) -> proto::ContactPoint {
+    contact.map_or_else(proto::ContactPoint::default, |c| proto::ContactPoint {
+        id: String::new(),
+        name: c.name.clone(),
+        phone: c.phone.clone().unwrap_or_default(),
+        email: c.email.clone().unwrap_or_default(),
+    })
+}
+
+pub fn regie(regie: &Regie, holder_name: Option<&str>) -> proto::Regie {
+    proto::Regie {
+        holder_oin: regie.holder.to_string(),
+        holder_name: holder_name.unwrap_or_default().to_owned(),
+        since_unix_ms: regie.since.0,
+    }
+}
+
+pub fn regie_from_proto(raw: &proto::Regie) -> Option<Regie> {
+    Some(Regie {
+        holder: Oin::parse(&raw.holder_oin).ok()?,
+        since: UnixMillis(raw.since_unix_ms),
+    })
+}
+
+pub fn waakvlam(entry: &Waakvlam, now: UnixMillis) -> proto::WaakvlamEntry {
+    proto::WaakvlamEntry {
+        id: entry.id.to_string(),
+        coordinator_oin: entry.coordinator.to_string(),
+        persons: entry.persons.iter().map(|p| p.0.to_vec()).collect(),
+        started_unix_ms: entry.started.0,
+        until_unix_ms: entry.until.0,
+        next_check_in_unix_ms: entry.next_check_in(now).0,
+        alerts: entry.alerts,
+    }
+}
+
+pub fn waakvlam_from_proto(raw: &proto::WaakvlamEntry) -> Option<Waakvlam> {
+    let started = UnixMillis(raw.started_unix_ms);
+    let next = UnixMillis(raw.next_check_in_unix_ms);
+    let check_in_days =
+        u32::try_from((next.0 - started.0).max(UnixMillis::DAY) / UnixMillis::DAY).ok()?;
+    Some(Waakvlam {
+        id: SignalId::parse(&raw.id).ok()?,
+        coordinator: Oin::parse(&raw.coordinator_oin).ok()?,
+        persons: raw
+            .persons
+            .iter()
+            .filter_map(|p| p.as_slice().try_into().ok().map(Pseudonym))
+            .collect(),
+        started,
+        until: UnixMillis(raw.until_unix_ms),
+        check_in_days,
+        alerts: raw.alerts,
+    })
+}
+
+pub fn lookup(
+    lookup: &Lookup,
+    directory: &crate::directory::Directory,
+    now: UnixMillis,
+) -> proto::LookupResponse {
+    proto::LookupResponse {
+        pointers: lookup
+            .pointers
+            .iter()
+            .map(|(oin, signal, person, rel)| proto::Pointer {
+                oin: oin.to_string(),
+                signal_ref: signal.to_string(),
+                person: person.0.to_vec(),
+                relation: rel.map_or(0, |r| relation_to_proto(r) as i32),
+            })
+            .collect(),
+        household: lookup
+            .household
+            .iter()
+            .map(|(p, r)| proto::LinkedPerson {
+                pseudonym: p.0.to_vec(),
+                relation: relation_to_proto(*r) as i32,
+            })
+            .collect(),
+        regie: lookup
+            .regie
+            .as_ref()
+            .map(|r| regie(r, directory.member(&r.holder).map(|m| m.name.as_str()))),
+        waakvlam: lookup.waakvlam.iter().map(|w| waakvlam(w, now)).collect(),
+    }
+}
+
+pub fn lookup_from_proto(raw: proto::LookupResponse) -> Result<Lookup, Invalid> {
+    let mut pointers = Vec::new();
+    for (i, p) in raw.pointers.iter().enumerate() {
+        pointers.push((
+            oin(&format!("pointers[{i}].oin"), &p.oin)?,
+            signal_id(&format!("pointers[{i}].signal_ref"), &p.signal_ref)?,
+            pseudonym_bytes(&format!("pointers[{i}].person"), &p.person)?,
+            match p.relation {
+                0 => None,
+                r => Some(enum_value(&format!("pointers[{i}].relation"), r, relation)?),
+            },
+        ));
+    }
+    let mut household = Vec::new();
+    for (i, h) in raw.household.iter().enumerate() {
+        let linked = linked_from_proto(&format!("household[{i}]"), h)?;
+        household.push((linked.pseudonym, linked.relation));
+    }
+    Ok(Lookup {
+        pointers,
+        household,
+        regie: raw.regie.as_ref().and_then(regie_from_proto),
+        waakvlam: raw
+            .waakvlam
+            .iter()
+            .filter_map(waakvlam_from_proto)
+            .collect(),
+    })
+}
+
+pub fn disclosed(signal: &DisclosedSignal) -> proto::DisclosedSignal {
+    proto::DisclosedSignal {
+        signal_ref: signal.signal.to_string(),
+        category: signal.category.map(|c| category_to_proto(c) as i32),
+        severity: signal.severity.map(|s| severity_to_proto(s) as i32),
+        meldcode_step: signal.meldcode_step.map(|s| step_to_proto(s) as i32),
+        registered_at_unix_ms: signal.registered_at.map(|t| t.0),
+        updated_at_unix_ms: signal.updated_at.map(|t| t.0),
+        contact_point: signal.contact_point.as_ref().map(contact),
+    }
+}
+
+pub fn disclosed_from_proto(raw: proto::DisclosedSignal) -> Result<DisclosedSignal, Invalid> {
+    Ok(DisclosedSignal {
+        signal: signal_id("signal_ref", &raw.signal_ref)?,
+        category: optional_enum("category", raw.category, category)?,
+        severity: optional_enum("severity", raw.severity, severity)?,
+        meldcode_step: optional_enum("meldcode_step", raw.meldcode_step, step)?,
+        registered_at: raw.registered_at_unix_ms.map(UnixMillis),
+        updated_at: raw.updated_at_unix_ms.map(UnixMillis),
+        contact_point: raw.contact_point.as_ref().map(contact_from_proto),
+        related: None,
+    })
+}
+
+/// A publication from the wire.
+pub fn publication(raw: &proto::PublishRequest) -> Result<crate::index::Publication, Invalid> {
+    let mut related = Vec::new();
+    if raw.related.len() > crate::domain::MAX_RELATED {
+        return Err(Invalid::new(
+            "related",
+            format!("at most {} related persons", crate::domain::MAX_RELATED),
+        ));
+    }
+    for (i, r) in raw.related.iter().enumerate() {
+        related.push(linked_from_proto(&format!("related[{i}]"), r)?);
+    }
+    Ok(crate::index::Publication {
+        message: MessageId::parse(&raw.message_id).map_err(|e| Invalid::new("message_id", e))?,
+        transaction: TransactionId::parse(&raw.transaction_id)
+            .map_err(|e| Invalid::new("transaction_id", e))?,
+        signal: signal_id("signal_ref", &raw.signal_ref)?,
+        subject: pseudonym_bytes("subject", &raw.subject)?,
+        related,
+        expires_at: UnixMillis(raw.expires_at_unix_ms),
+    })
+}
+
+/// What arrived in a Deliver call.
+#[derive(Debug)]
+pub enum Delivery {
+    Notice(IndexNotice),
+    Melding(crate::federation::serve::IncomingMelding),
+}
+
+pub fn delivery(
+    raw: &proto::DeliverRequest,
+) -> Result<(MessageId, TransactionId, Delivery), Invalid> {
+    use proto::deliver_request::Body;
+    let message = MessageId::parse(&raw.message_id).map_err(|e| Invalid::new("message_id", e))?;
+    let transaction =
+        TransactionId::parse(&raw.transaction_id).map_err(|e| Invalid::new("transaction_id", e))?;
+    let body = raw
+        .body
+        .as_ref()
+        .ok_or_else(|| Invalid::new("body", "is required"))?;
+    let delivery = match body {
+        Body::MatchNotice(m) => {
+            let mut parties = Vec::new();
+            for (i, p) in m.party_oins.iter().enumerate() {
+                parties.push(oin(&format!("match_notice.party_oins[{i}]"), p)?);
+            }
+            Delivery::Notice(IndexNotice::Match {
+                signal: signal_id("match_notice.signal_ref", &m.signal_ref)?,
+                parties,
+                household: m.household,
+                regie: m.regie.as_ref().and_then(regie_from_proto),
+            })
+        }
+        Body::MatchEnded(m) => Delivery::Notice(IndexNotice::MatchEnded {
+            signal: signal_id("match_ended.signal_ref", &m.signal_ref)?,
+            party: oin("match_ended.party_oin", &m.party_oin)?,
+        }),
+        Body::WaakvlamAlert(w) => Delivery::Notice(IndexNotice::WaakvlamAlert {
+            waakvlam: signal_id("waakvlam_alert.waakvlam_id", &w.waakvlam_id)?,
+            party: oin("waakvlam_alert.party_oin", &w.party_oin)?,
+            person: pseudonym_bytes("waakvlam_alert.person", &w.person)?,
+            until: UnixMillis(w.until_unix_ms),
+        }),
+        Body::RegieChanged(r) => Delivery::Notice(IndexNotice::RegieChanged {
+            signal: signal_id("regie_changed.signal_ref", &r.signal_ref)?,
+            regie: r.regie.as_ref().and_then(regie_from_proto),
+        }),
+        Body::Melding(m) => Delivery::Melding(crate::federation::serve::IncomingMelding {
+            signal: signal_id("melding.signal_ref", &m.signal_ref)?,
+            subject: pseudonym_bytes("melding.subject", &m.subject)?,
+            category: enum_value("melding.category", m.category, category)?,
+            severity: enum_value("melding.severity", m.severity, severity)?,
+            registered_at: UnixMillis(m.registered_at_unix_ms),
+            contact_point: m
+                .contact_point
+                .as_ref()
+                .map(contact_from_proto)
+                .unwrap_or_default(),
+            reported_by: PrincipalId::parse(&m.reported_by)
+                .map_err(|e| Invalid::new("melding.reported_by", e))?,
+        }),
+    };
+    Ok((message, transaction, delivery))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,6 +735,19 @@ mod tests {
         }
         for s in MeldcodeStep::ALL {
             assert_eq!(step(step_to_proto(*s)), Some(*s));
+        }
+        for o in crate::domain::OrgType::ALL {
+            let r = o.ring();
+            assert_eq!(ring(ring_to_proto(r)), Some(r));
+        }
+        for b in BreakGlassReason::ALL {
+            assert_eq!(break_glass(break_glass_to_proto(*b)), Some(*b));
+        }
+        for o in ReviewOutcome::ALL {
+            assert_eq!(review_outcome(review_outcome_to_proto(*o)), Some(*o));
+        }
+        for r in ReviewReason::ALL {
+            assert_eq!(review_reason(review_reason_to_proto(*r)), Some(*r));
         }
     }
 }

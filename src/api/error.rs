@@ -21,6 +21,9 @@ pub enum ApiError {
     },
     #[error(transparent)]
     Invalid(#[from] Invalid),
+    /// The federation's purpose policy refused: the message names the rule.
+    #[error("policy: {0}")]
+    Policy(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -49,7 +52,7 @@ impl ApiError {
     pub fn code(&self) -> Code {
         match self {
             ApiError::Unauthenticated(_) => Code::Unauthenticated,
-            ApiError::PermissionDenied { .. } => Code::PermissionDenied,
+            ApiError::PermissionDenied { .. } | ApiError::Policy(_) => Code::PermissionDenied,
             ApiError::Invalid(_) => Code::InvalidArgument,
             ApiError::NotFound(_) => Code::NotFound,
             ApiError::FailedPrecondition(_) => Code::FailedPrecondition,
@@ -140,9 +143,58 @@ impl From<SignalError> for ApiError {
                 ApiError::FailedPrecondition(format!("expected_version: {e}"))
             }
             SignalError::Unchanged => ApiError::FailedPrecondition(e.to_string()),
+            SignalError::NotAtStepFive(_) => {
+                ApiError::FailedPrecondition(format!("meldcode_step: {e}"))
+            }
+            SignalError::NotFederated | SignalError::NoVeiligThuis => {
+                ApiError::FailedPrecondition(e.to_string())
+            }
             SignalError::Pseudonym(e) => e.into(),
             SignalError::Ledger(e) => e.into(),
             SignalError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::policy::Denial> for ApiError {
+    fn from(e: crate::policy::Denial) -> Self {
+        ApiError::Policy(e.to_string())
+    }
+}
+
+impl From<crate::index::IndexError> for ApiError {
+    fn from(e: crate::index::IndexError) -> Self {
+        use crate::index::IndexError;
+        match e {
+            IndexError::Denied(denial) => denial.into(),
+            IndexError::HouseholdNotAllowed(_) => ApiError::Policy(e.to_string()),
+            IndexError::RegieHeld { .. } | IndexError::NoRegie(_) => {
+                ApiError::FailedPrecondition(format!("regie: {e}"))
+            }
+            IndexError::Days { .. } => {
+                ApiError::invalid("days", e.to_string().trim_start_matches("days: "))
+            }
+            IndexError::Invalid { field, rule } => ApiError::invalid(field, rule),
+            IndexError::Ledger(e) => e.into(),
+            IndexError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::federation::PeerError> for ApiError {
+    fn from(e: crate::federation::PeerError) -> Self {
+        match e {
+            crate::federation::PeerError::Refused { ref code, .. }
+                if code == "permission_denied" =>
+            {
+                ApiError::Policy(e.to_string())
+            }
+            crate::federation::PeerError::Refused { .. } => {
+                ApiError::FailedPrecondition(e.to_string())
+            }
+            crate::federation::PeerError::Unavailable { .. } => {
+                ApiError::Unavailable(e.to_string())
+            }
         }
     }
 }

@@ -4,17 +4,24 @@
 
 mod audit;
 mod call;
+mod cases;
 pub mod client;
 pub mod convert;
 mod error;
+mod gate;
 mod limit;
+mod peer;
+pub mod peer_client;
 mod redact;
 mod signals;
 
 pub use audit::AuditApi;
 pub use call::{Calls, TRANSACTION_HEADER};
+pub use cases::CasesApi;
 pub use error::ApiError;
+pub use gate::{Peer, PeerGate, PeerGateLayer};
 pub use limit::SizeLimitLayer;
+pub use peer::{FederationApi, IndexApi, PseudonymsApi};
 pub use signals::SignalsApi;
 
 use std::future::Future;
@@ -55,7 +62,7 @@ impl Health {
         } else {
             tonic_health::ServingStatus::NotServing
         };
-        for name in ["", "kring.v1.Signals", "kring.v1.Audit"] {
+        for name in ["", "kring.v1.Signals", "kring.v1.Audit", "kring.v1.Cases"] {
             self.reporter.set_service_status(name, status).await;
         }
     }
@@ -67,7 +74,52 @@ pub struct LocalApi {
     pub calls: Calls,
     pub signals: SignalsApi,
     pub audit: AuditApi,
+    /// Only on a node that is part of a federation.
+    pub cases: Option<CasesApi>,
     pub max_message_bytes: usize,
+}
+
+/// The peer listener's services, behind the gate.
+#[derive(Debug)]
+pub struct PeerApi {
+    pub gate: std::sync::Arc<PeerGate>,
+    pub federation: FederationApi,
+    pub index: Option<IndexApi>,
+    pub pseudonyms: Option<PseudonymsApi>,
+}
+
+/// The largest message a peer may send (a lookup answer for a large household is the
+/// biggest thing on this listener).
+const PEER_MESSAGE_LIMIT: usize = 4 * 1024 * 1024;
+
+/// Serves the peer API (Federation, and Index and Pseudonyms where the node has those roles,
+/// plus health) on `listener` with mutual TLS, every call through the gate, until `shutdown`.
+pub async fn serve_peer(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    api: PeerApi,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let (_, health) = health();
+    let router = tonic::transport::Server::builder()
+        .timeout(Duration::from_secs(60))
+        .layer(PeerGateLayer::new(api.gate))
+        .add_service(health)
+        .add_service(
+            proto::federation_server::FederationServer::new(api.federation)
+                .max_decoding_message_size(PEER_MESSAGE_LIMIT),
+        )
+        .add_optional_service(api.index.map(|index| {
+            proto::index_server::IndexServer::new(index)
+                .max_decoding_message_size(PEER_MESSAGE_LIMIT)
+        }))
+        .add_optional_service(api.pseudonyms.map(|pseudonyms| {
+            proto::pseudonyms_server::PseudonymsServer::new(pseudonyms)
+                .max_decoding_message_size(PEER_MESSAGE_LIMIT)
+        }));
+    router
+        .serve_with_incoming_shutdown(crate::tls::incoming(listener, tls), shutdown)
+        .await
 }
 
 /// Serves the local API (Signals, Audit, health, reflection) on `listener` until `shutdown`
@@ -94,6 +146,9 @@ pub async fn serve_local(
         .add_service(reflection)
         .add_service(SignalsServer::new(api.signals).max_decoding_message_size(limit * 2))
         .add_service(AuditServer::new(api.audit).max_decoding_message_size(limit * 2))
+        .add_optional_service(api.cases.map(|cases| {
+            proto::cases_server::CasesServer::new(cases).max_decoding_message_size(limit * 2)
+        }))
         .serve_with_incoming_shutdown(crate::tls::incoming(listener, tls), shutdown)
         .await
 }

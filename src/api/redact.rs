@@ -91,6 +91,15 @@ impl fmt::Debug for proto::StartWaakvlamLocalRequest {
     }
 }
 
+impl fmt::Debug for proto::ReportRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReportRequest")
+            .field("signal_id", &self.signal_id)
+            .field("subject_bsn", &redacted(&self.subject_bsn))
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

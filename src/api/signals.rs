@@ -6,23 +6,156 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use zeroize::Zeroize;
 
-use super::call::Calls;
+use tokio::sync::watch;
+
+use super::call::{Call, Calls};
 use super::convert;
 use super::error::ApiError;
 use super::proto;
 use crate::auth::Capability;
-use crate::domain::Action;
+use crate::domain::{
+    Action, EventDraft, IndexNotice, LegalBasis, Notice, Oin, Purpose, Regie, parse_bsn,
+};
 use crate::signals::SignalService;
 
 #[derive(Debug, Clone)]
 pub struct SignalsApi {
     calls: Calls,
     signals: Arc<SignalService>,
+    /// The cursor of the latest notice received.
+    notices: watch::Receiver<u64>,
 }
 
 impl SignalsApi {
-    pub fn new(calls: Calls, signals: Arc<SignalService>) -> SignalsApi {
-        SignalsApi { calls, signals }
+    pub fn new(
+        calls: Calls,
+        signals: Arc<SignalService>,
+        notices: watch::Receiver<u64>,
+    ) -> SignalsApi {
+        SignalsApi {
+            calls,
+            signals,
+            notices,
+        }
+    }
+
+    fn party(&self, oin: &Oin) -> proto::MatchParty {
+        let member = self
+            .signals
+            .federation()
+            .and_then(|f| f.directory().member(oin).cloned());
+        match member {
+            Some(m) => proto::MatchParty {
+                oin: oin.to_string(),
+                name: m.name.clone(),
+                org_type: m.org_type.to_string(),
+                ring: convert::ring_to_proto(m.org_type.ring()) as i32,
+                contact: Some(convert::directory_contact(m.contact.as_ref())),
+            },
+            None => proto::MatchParty {
+                oin: oin.to_string(),
+                ..Default::default()
+            },
+        }
+    }
+
+    fn regie(&self, regie: &Regie) -> proto::Regie {
+        let name = self
+            .signals
+            .federation()
+            .and_then(|f| f.directory().member(&regie.holder).map(|m| m.name.clone()));
+        convert::regie(regie, name.as_deref())
+    }
+
+    fn match_info(&self, notice: &IndexNotice) -> Option<proto::MatchInfo> {
+        match notice {
+            IndexNotice::Match {
+                signal,
+                parties,
+                household,
+                regie,
+            } => Some(proto::MatchInfo {
+                match_id: format!("match:{signal}"),
+                signal_id: signal.to_string(),
+                parties: parties.iter().map(|p| self.party(p)).collect(),
+                household: *household,
+                regie: regie.as_ref().map(|r| self.regie(r)),
+            }),
+            _ => None,
+        }
+    }
+
+    fn event(&self, notice: &Notice) -> proto::MatchEvent {
+        use proto::match_event::Event;
+        let event = match &notice.notice {
+            IndexNotice::Match { .. } => self.match_info(&notice.notice).map(Event::Match),
+            IndexNotice::MatchEnded { signal, party } => Some(Event::Ended(proto::MatchEndInfo {
+                match_id: format!("match:{signal}"),
+                signal_id: signal.to_string(),
+                party: Some(self.party(party)),
+            })),
+            IndexNotice::WaakvlamAlert {
+                waakvlam,
+                party,
+                person,
+                until,
+            } => Some(Event::WaakvlamAlert(proto::WaakvlamAlertInfo {
+                waakvlam_id: waakvlam.to_string(),
+                party: Some(self.party(party)),
+                person: person.0.to_vec(),
+                until_unix_ms: until.0,
+            })),
+            IndexNotice::RegieChanged { signal, regie } => {
+                Some(Event::RegieChanged(proto::RegieInfo {
+                    match_id: format!("match:{signal}"),
+                    signal_id: signal.to_string(),
+                    regie: regie.as_ref().map(|r| self.regie(r)),
+                }))
+            }
+        };
+        proto::MatchEvent {
+            cursor: notice.cursor,
+            received_unix_ms: notice.received.0,
+            event,
+        }
+    }
+
+    /// Records that notices were shown to the caller.
+    async fn record_notices(
+        &self,
+        call: &Call,
+        action: Action,
+        notices: &[Notice],
+    ) -> Result<(), ApiError> {
+        let store = self.signals.ledger().store().clone();
+        let mut subjects = Vec::new();
+        for notice in notices {
+            let signal = match &notice.notice {
+                IndexNotice::Match { signal, .. }
+                | IndexNotice::MatchEnded { signal, .. }
+                | IndexNotice::RegieChanged { signal, .. } => Some(*signal),
+                IndexNotice::WaakvlamAlert { person, .. } => {
+                    subjects.push(*person);
+                    None
+                }
+            };
+            if let Some(signal) = signal.and_then(|s| store.signal(&s).ok().flatten()) {
+                subjects.extend(signal.persons());
+            }
+        }
+        let range = match (notices.first(), notices.last()) {
+            (Some(first), Some(last)) => format!("notices:{}..={}", first.cursor, last.cursor),
+            _ => "notices:none".into(),
+        };
+        let draft = EventDraft::new(call.caller.transaction, call.caller.actor.clone(), action)
+            .purpose(Purpose::MatchNotification, LegalBasis::Jeugdwet7141)
+            .subjects(subjects)
+            .object(range);
+        self.signals
+            .ledger()
+            .commit(move |txn| txn.audit(draft))
+            .await?;
+        Ok(())
     }
 }
 
@@ -129,29 +262,137 @@ impl proto::signals_server::Signals for SignalsApi {
 
     async fn report_to_veilig_thuis(
         &self,
-        _request: Request<proto::ReportRequest>,
+        request: Request<proto::ReportRequest>,
     ) -> Result<Response<proto::ReportResponse>, Status> {
-        Err(Status::unimplemented("report_to_veilig_thuis"))
+        let (metadata, _, mut body) = request.into_parts();
+        let call = self
+            .calls
+            .begin(&metadata, Action::MeldingSend, Capability::ReportMelding)
+            .await?;
+        let parsed = convert::signal_id("signal_id", &body.signal_id)
+            .and_then(|id| Ok((id, parse_bsn("subject_bsn", &body.subject_bsn)?)));
+        body.subject_bsn.zeroize();
+        let result = async {
+            let (id, bsn) = parsed?;
+            let to = self
+                .signals
+                .report_to_veilig_thuis(&call.caller, id, bsn)
+                .await?;
+            Ok::<_, ApiError>(proto::ReportResponse {
+                signal_id: id.to_string(),
+                veilig_thuis_oin: to.to_string(),
+                transaction_id: call.transaction_id(),
+            })
+        }
+        .await;
+        self.calls.finish(&call, result).await
     }
 
     type WatchMatchesStream = MatchStream;
 
     async fn watch_matches(
         &self,
-        _request: Request<proto::WatchMatchesRequest>,
+        request: Request<proto::WatchMatchesRequest>,
     ) -> Result<Response<Self::WatchMatchesStream>, Status> {
-        Err(Status::unimplemented("watch_matches"))
+        let call = self
+            .calls
+            .begin(
+                request.metadata(),
+                Action::MatchesWatch,
+                Capability::WatchMatches,
+            )
+            .await?;
+        let mut cursor = request.get_ref().after_cursor;
+        let (sender, receiver) = tokio::sync::mpsc::channel(16);
+        let this = self.clone();
+        let mut notices = self.notices.clone();
+        let transaction = call.transaction_id();
+        tokio::spawn(async move {
+            loop {
+                let store = this.signals.ledger().store().clone();
+                let after = cursor;
+                let batch = tokio::task::spawn_blocking(move || {
+                    store
+                        .notices_after(after)
+                        .take(256)
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .await;
+                let batch = match batch {
+                    Ok(Ok(batch)) => batch,
+                    Ok(Err(e)) => {
+                        let _ = sender.send(Err(Status::from(ApiError::from(e)))).await;
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = sender.send(Err(Status::internal(e.to_string()))).await;
+                        return;
+                    }
+                };
+                if !batch.is_empty() {
+                    if let Err(e) = this
+                        .record_notices(&call, Action::MatchesWatch, &batch)
+                        .await
+                    {
+                        let _ = sender.send(Err(Status::from(e))).await;
+                        return;
+                    }
+                    for notice in &batch {
+                        cursor = notice.cursor;
+                        if sender.send(Ok(this.event(notice))).await.is_err() {
+                            return;
+                        }
+                    }
+                    continue;
+                }
+                tokio::select! {
+                    changed = notices.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                    }
+                    () = sender.closed() => return,
+                }
+            }
+        });
+        let stream: MatchStream = Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver));
+        let mut response = Response::new(stream);
+        if let Ok(value) = transaction.parse() {
+            response
+                .metadata_mut()
+                .insert(super::call::TRANSACTION_HEADER, value);
+        }
+        Ok(response)
     }
 
     async fn list_matches(
         &self,
-        _request: Request<proto::ListMatchesRequest>,
+        request: Request<proto::ListMatchesRequest>,
     ) -> Result<Response<proto::ListMatchesResponse>, Status> {
-        Err(Status::unimplemented("list_matches"))
+        let call = self
+            .calls
+            .begin(
+                request.metadata(),
+                Action::MatchesList,
+                Capability::WatchMatches,
+            )
+            .await?;
+        let result = async {
+            let matches = self.signals.ledger().store().matches()?;
+            self.record_notices(&call, Action::MatchesList, &matches)
+                .await?;
+            Ok::<_, ApiError>(proto::ListMatchesResponse {
+                matches: matches
+                    .iter()
+                    .filter_map(|n| self.match_info(&n.notice))
+                    .collect(),
+            })
+        }
+        .await;
+        self.calls.finish(&call, result).await
     }
 }
 
-// TODO(federation): replaced by the federation's implementations in this change.
 type MatchStream =
     std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<proto::MatchEvent, Status>> + Send>>;
 

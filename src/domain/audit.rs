@@ -27,6 +27,30 @@ closed_enum! {
         AuditProof = "audit.proof",
         AuditVerify = "audit.verify",
         AuditExport = "audit.export",
+        AuditBreakGlassQueue = "audit.break_glass_queue",
+        AuditBreakGlassReview = "audit.break_glass_review",
+        /// A peer refused before any handler: unknown, mispinned, other CA, expired.
+        PeerRefused = "peer.refused",
+        DirectoryAccept = "directory.accept",
+        PointerPublish = "pointer.publish",
+        PointerRetract = "pointer.retract",
+        PointerExpire = "pointer.expire",
+        PointerLookup = "pointer.lookup",
+        NoticeSend = "notice.send",
+        NoticeReceive = "notice.receive",
+        MatchesWatch = "matches.watch",
+        MatchesList = "matches.list",
+        SignalsFetch = "signals.fetch",
+        LinkedSignals = "cases.linked_signals",
+        BreakGlass = "cases.break_glass",
+        MeldingSend = "melding.send",
+        MeldingReceive = "melding.receive",
+        MeldingenList = "melding.list",
+        RegieClaim = "regie.claim",
+        RegieRelease = "regie.release",
+        WaakvlamStart = "waakvlam.start",
+        WaakvlamList = "waakvlam.list",
+        PseudonymEvaluate = "pseudonym.evaluate",
     }
 }
 
@@ -107,6 +131,16 @@ impl EventDraft {
                 self.subjects.push(subject);
             }
         }
+        self
+    }
+
+    pub fn counterpart(mut self, counterpart: Oin) -> Self {
+        self.counterpart = Some(counterpart);
+        self
+    }
+
+    pub fn on_behalf_of(mut self, actor: Actor) -> Self {
+        self.on_behalf_of = Some(actor);
         self
     }
 

@@ -39,6 +39,30 @@ closed_enum! {
     }
 }
 
+/// Who asks, for what, in one exchange between nodes. The asking organisation is not in it:
+/// it is whoever the mutual TLS connection belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestContext {
+    pub transaction: TransactionId,
+    pub purpose: super::purpose::Purpose,
+    /// The professional at the asking node.
+    pub user: PrincipalId,
+    pub role: Option<Role>,
+    pub break_glass: Option<BreakGlassReason>,
+}
+
+/// What the index tells about a person: pointers, the household around them, the coordinator
+/// and waakvlam follow-ups.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Lookup {
+    /// (organisation, signal, the pointer's subject, how that subject stands to the person
+    /// asked about; `None` for that person).
+    pub pointers: Vec<(Oin, SignalId, Pseudonym, Option<super::signal::Relation>)>,
+    pub household: Vec<(Pseudonym, super::signal::Relation)>,
+    pub regie: Option<Regie>,
+    pub waakvlam: Vec<Waakvlam>,
+}
+
 /// What the index holds for one signal: who holds it, about whom, until when. Never a
 /// category, a severity or a contact.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

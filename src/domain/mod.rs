@@ -15,14 +15,14 @@ mod signal;
 pub use audit::{Action, Actor, AuditEvent, EventDraft, Outcome};
 pub use bsn::{Bsn, BsnError};
 pub use federation::{
-    BreakGlassItem, BreakGlassReason, ContactDetails, IndexNotice, Notice, Pointer,
-    ReceivedMelding, Regie, Review, ReviewOutcome, ReviewReason, Waakvlam,
+    BreakGlassItem, BreakGlassReason, ContactDetails, IndexNotice, Lookup, Notice, Pointer,
+    ReceivedMelding, Regie, RequestContext, Review, ReviewOutcome, ReviewReason, Waakvlam,
 };
 pub use ids::{
     ContactPointId, IdError, MessageId, PrincipalId, Pseudonym, PseudonymError, SignalId,
     TransactionId, UnixMillis,
 };
-/// The macro behind every closed list, for the closed lists other modules own.
+// The macro behind every closed list, for the closed lists other modules own.
 pub(crate) use org::closed_enum;
 pub use org::{Oin, OinError, OrgType, Ring};
 pub use outbox::{OutboxBody, OutboxMessage};

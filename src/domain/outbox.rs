@@ -15,6 +15,9 @@ pub struct OutboxMessage {
     pub transaction: TransactionId,
     pub created: UnixMillis,
     pub body: OutboxBody,
+    /// Whom the delivery's audit event names, as this node's own pseudonyms.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subjects: Vec<Pseudonym>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

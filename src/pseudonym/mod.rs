@@ -5,10 +5,14 @@
 //! The trait is asynchronous and batched because the federation's pseudonym service answers
 //! over the network; the keyed pseudonymiser answers at once.
 
+pub mod federated;
 mod keyed;
+mod local;
 pub mod oprf;
 
-pub use keyed::KeyedPseudonymiser;
+pub use federated::OprfPseudonymiser;
+pub use keyed::{KeyedPseudonymiser, read_or_create_secret};
+pub use local::LocalPseudonyms;
 pub use oprf::{Blinded, OprfError, ServiceKey};
 
 use async_trait::async_trait;

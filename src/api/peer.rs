@@ -1,0 +1,506 @@
+//! The peer-facing services: `Federation` (every organisation node), `Index` (the index),
+//! `Pseudonyms` (a pseudonym service). The gate has already established which member is
+//! calling; handlers convert, delegate, and answer. Malformed requests are refused with the
+//! field named and audited here; policy refusals are audited where they are decided.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::convert::{self, Delivery};
+use super::error::ApiError;
+use super::gate::Peer;
+use super::proto;
+use crate::clock::SharedClock;
+use crate::directory::Member;
+use crate::domain::{Action, Actor, EventDraft, PrincipalId, TransactionId};
+use crate::federation::Federation;
+use crate::federation::serve::{PeerHandler, ServeError};
+use crate::index::IndexService;
+use crate::ledger::Ledger;
+use crate::pseudonym::ServiceKey;
+
+/// The most elements one Evaluate call may carry.
+pub const MAX_EVALUATE: usize = 64;
+
+fn peer<T>(request: &Request<T>) -> Result<Member, Status> {
+    request
+        .extensions()
+        .get::<Peer>()
+        .map(|p| p.0.clone())
+        .ok_or_else(|| Status::unauthenticated("peer: not admitted by the gate"))
+}
+
+fn transaction_of<T>(request: &Request<T>) -> TransactionId {
+    request
+        .metadata()
+        .get(super::call::TRANSACTION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| TransactionId::parse(s).ok())
+        .unwrap_or_default()
+}
+
+impl From<ServeError> for ApiError {
+    fn from(e: ServeError) -> Self {
+        match e {
+            ServeError::Denied(denial) => denial.into(),
+            ServeError::NotTheIndex => ApiError::Policy(e.to_string()),
+            ServeError::NotVeiligThuis(_) => ApiError::FailedPrecondition(e.to_string()),
+            ServeError::Ledger(e) => e.into(),
+            ServeError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// Audits a refusal of a peer's request that no service decided (bad input).
+#[derive(Debug, Clone)]
+struct PeerRefusals {
+    ledger: Arc<Ledger>,
+    federation: Arc<Federation>,
+}
+
+impl PeerRefusals {
+    async fn refuse(
+        &self,
+        from: &Member,
+        transaction: TransactionId,
+        action: Action,
+        error: ApiError,
+    ) -> Status {
+        let actor = Actor {
+            user: PrincipalId::system("federation"),
+            role: None,
+            organisation: self.federation.me(),
+        };
+        let draft = EventDraft::new(transaction, actor, action)
+            .counterpart(from.oin)
+            .refused(error.audit_reason());
+        if let Err(e) = self.ledger.commit(move |txn| txn.audit(draft)).await {
+            tracing::warn!(error = %e, "could not audit a refused peer request");
+        }
+        error.into()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct FederationApi {
+    handler: Arc<PeerHandler>,
+    federation: Arc<Federation>,
+    refusals: PeerRefusals,
+}
+
+impl FederationApi {
+    pub fn new(
+        handler: Arc<PeerHandler>,
+        federation: Arc<Federation>,
+        ledger: Arc<Ledger>,
+    ) -> FederationApi {
+        FederationApi {
+            handler,
+            refusals: PeerRefusals {
+                ledger,
+                federation: federation.clone(),
+            },
+            federation,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl proto::federation_server::Federation for FederationApi {
+    async fn deliver(
+        &self,
+        request: Request<proto::DeliverRequest>,
+    ) -> Result<Response<proto::DeliverResponse>, Status> {
+        let from = peer(&request)?;
+        let transaction = transaction_of(&request);
+        let (message, transaction, delivery) = match convert::delivery(request.get_ref()) {
+            Ok(parsed) => parsed,
+            Err(invalid) => {
+                return Err(self
+                    .refusals
+                    .refuse(&from, transaction, Action::NoticeReceive, invalid.into())
+                    .await);
+            }
+        };
+        let duplicate = match delivery {
+            Delivery::Notice(notice) => {
+                self.handler
+                    .receive_notice(&from, message, transaction, notice)
+                    .await
+            }
+            Delivery::Melding(melding) => {
+                self.handler
+                    .receive_melding(&from, message, transaction, melding)
+                    .await
+            }
+        }
+        .map_err(|e| Status::from(ApiError::from(e)))?;
+        Ok(Response::new(proto::DeliverResponse { duplicate }))
+    }
+
+    async fn fetch_signals(
+        &self,
+        request: Request<proto::FetchSignalsRequest>,
+    ) -> Result<Response<proto::FetchSignalsResponse>, Status> {
+        let from = peer(&request)?;
+        let transaction = transaction_of(&request);
+        let parsed =
+            convert::request_context(request.get_ref().context.as_ref()).and_then(|context| {
+                let mut wanted = Vec::new();
+                for (i, s) in request.get_ref().signals.iter().enumerate() {
+                    wanted.push((
+                        convert::signal_id(&format!("signals[{i}].signal_ref"), &s.signal_ref)?,
+                        convert::pseudonym_bytes(&format!("signals[{i}].subject"), &s.subject)?,
+                    ));
+                }
+                Ok((context, wanted))
+            });
+        let (context, wanted) = match parsed {
+            Ok(parsed) => parsed,
+            Err(invalid) => {
+                return Err(self
+                    .refusals
+                    .refuse(&from, transaction, Action::SignalsFetch, invalid.into())
+                    .await);
+            }
+        };
+        let signals = self
+            .handler
+            .fetch_signals(&from, context, wanted)
+            .await
+            .map_err(|e| Status::from(ApiError::from(e)))?;
+        Ok(Response::new(proto::FetchSignalsResponse {
+            signals: signals.iter().map(convert::disclosed).collect(),
+        }))
+    }
+
+    async fn directory(
+        &self,
+        _request: Request<proto::DirectoryRequest>,
+    ) -> Result<Response<proto::DirectoryResponse>, Status> {
+        Ok(Response::new(proto::DirectoryResponse {
+            signed_directory: self.federation.directory_note().to_string(),
+        }))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct IndexApi {
+    index: Arc<IndexService>,
+    federation: Arc<Federation>,
+    clock: SharedClock,
+    refusals: PeerRefusals,
+}
+
+impl IndexApi {
+    pub fn new(
+        index: Arc<IndexService>,
+        federation: Arc<Federation>,
+        ledger: Arc<Ledger>,
+        clock: SharedClock,
+    ) -> IndexApi {
+        IndexApi {
+            index,
+            refusals: PeerRefusals {
+                ledger,
+                federation: federation.clone(),
+            },
+            federation,
+            clock,
+        }
+    }
+
+    async fn context<T>(
+        &self,
+        request: &Request<T>,
+        raw: Option<&proto::RequestContext>,
+        action: Action,
+    ) -> Result<(Member, crate::domain::RequestContext), Status> {
+        let from = peer(request)?;
+        match convert::request_context(raw) {
+            Ok(context) => Ok((from, context)),
+            Err(invalid) => Err(self
+                .refusals
+                .refuse(&from, transaction_of(request), action, invalid.into())
+                .await),
+        }
+    }
+
+    async fn person(
+        &self,
+        from: &Member,
+        context: &crate::domain::RequestContext,
+        raw: &[u8],
+        action: Action,
+    ) -> Result<crate::domain::Pseudonym, Status> {
+        match convert::pseudonym_bytes("person", raw) {
+            Ok(person) => Ok(person),
+            Err(invalid) => Err(self
+                .refusals
+                .refuse(from, context.transaction, action, invalid.into())
+                .await),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl proto::index_server::Index for IndexApi {
+    async fn publish(
+        &self,
+        request: Request<proto::PublishRequest>,
+    ) -> Result<Response<proto::PublishResponse>, Status> {
+        let from = peer(&request)?;
+        let publication = match convert::publication(request.get_ref()) {
+            Ok(p) => p,
+            Err(invalid) => {
+                return Err(self
+                    .refusals
+                    .refuse(
+                        &from,
+                        transaction_of(&request),
+                        Action::PointerPublish,
+                        invalid.into(),
+                    )
+                    .await);
+            }
+        };
+        let duplicate = self
+            .index
+            .publish(&from, publication)
+            .await
+            .map_err(|e| Status::from(ApiError::from(e)))?;
+        Ok(Response::new(proto::PublishResponse { duplicate }))
+    }
+
+    async fn retract(
+        &self,
+        request: Request<proto::RetractRequest>,
+    ) -> Result<Response<proto::RetractResponse>, Status> {
+        let from = peer(&request)?;
+        let raw = request.get_ref();
+        let parsed = crate::domain::MessageId::parse(&raw.message_id)
+            .map_err(|e| crate::domain::Invalid::new("message_id", e))
+            .and_then(|m| {
+                Ok((
+                    m,
+                    TransactionId::parse(&raw.transaction_id)
+                        .map_err(|e| crate::domain::Invalid::new("transaction_id", e))?,
+                    convert::signal_id("signal_ref", &raw.signal_ref)?,
+                ))
+            });
+        let (message, transaction, signal) = match parsed {
+            Ok(p) => p,
+            Err(invalid) => {
+                return Err(self
+                    .refusals
+                    .refuse(
+                        &from,
+                        transaction_of(&request),
+                        Action::PointerRetract,
+                        invalid.into(),
+                    )
+                    .await);
+            }
+        };
+        let duplicate = self
+            .index
+            .retract(&from, message, transaction, signal)
+            .await
+            .map_err(|e| Status::from(ApiError::from(e)))?;
+        Ok(Response::new(proto::RetractResponse { duplicate }))
+    }
+
+    async fn lookup(
+        &self,
+        request: Request<proto::LookupRequest>,
+    ) -> Result<Response<proto::LookupResponse>, Status> {
+        let (from, context) = self
+            .context(
+                &request,
+                request.get_ref().context.as_ref(),
+                Action::PointerLookup,
+            )
+            .await?;
+        let person = self
+            .person(
+                &from,
+                &context,
+                &request.get_ref().person,
+                Action::PointerLookup,
+            )
+            .await?;
+        let lookup = self
+            .index
+            .lookup(&from, context, person, request.get_ref().household)
+            .await
+            .map_err(|e| Status::from(ApiError::from(e)))?;
+        let directory = self.federation.directory();
+        Ok(Response::new(convert::lookup(
+            &lookup,
+            &directory,
+            self.clock.now(),
+        )))
+    }
+
+    async fn claim_regie(
+        &self,
+        request: Request<proto::RegieRequest>,
+    ) -> Result<Response<proto::RegieResponse>, Status> {
+        self.regie(request, true).await
+    }
+
+    async fn release_regie(
+        &self,
+        request: Request<proto::RegieRequest>,
+    ) -> Result<Response<proto::RegieResponse>, Status> {
+        self.regie(request, false).await
+    }
+
+    async fn start_waakvlam(
+        &self,
+        request: Request<proto::StartWaakvlamRequest>,
+    ) -> Result<Response<proto::StartWaakvlamResponse>, Status> {
+        let (from, context) = self
+            .context(
+                &request,
+                request.get_ref().context.as_ref(),
+                Action::WaakvlamStart,
+            )
+            .await?;
+        let person = self
+            .person(
+                &from,
+                &context,
+                &request.get_ref().person,
+                Action::WaakvlamStart,
+            )
+            .await?;
+        let entry = self
+            .index
+            .start_waakvlam(&from, context, person, request.get_ref().days)
+            .await
+            .map_err(|e| Status::from(ApiError::from(e)))?;
+        Ok(Response::new(proto::StartWaakvlamResponse {
+            entry: Some(convert::waakvlam(&entry, self.clock.now())),
+        }))
+    }
+
+    async fn list_waakvlam(
+        &self,
+        request: Request<proto::ListWaakvlamRequest>,
+    ) -> Result<Response<proto::ListWaakvlamResponse>, Status> {
+        let (from, context) = self
+            .context(
+                &request,
+                request.get_ref().context.as_ref(),
+                Action::WaakvlamList,
+            )
+            .await?;
+        let entries = self
+            .index
+            .list_waakvlam(&from, context)
+            .await
+            .map_err(|e| Status::from(ApiError::from(e)))?;
+        let now = self.clock.now();
+        Ok(Response::new(proto::ListWaakvlamResponse {
+            entries: entries.iter().map(|w| convert::waakvlam(w, now)).collect(),
+        }))
+    }
+}
+
+impl IndexApi {
+    async fn regie(
+        &self,
+        request: Request<proto::RegieRequest>,
+        claim: bool,
+    ) -> Result<Response<proto::RegieResponse>, Status> {
+        let action = if claim {
+            Action::RegieClaim
+        } else {
+            Action::RegieRelease
+        };
+        let (from, context) = self
+            .context(&request, request.get_ref().context.as_ref(), action)
+            .await?;
+        let person = self
+            .person(&from, &context, &request.get_ref().person, action)
+            .await?;
+        let regie = self
+            .index
+            .regie(&from, context, person, claim)
+            .await
+            .map_err(|e| Status::from(ApiError::from(e)))?;
+        let directory = self.federation.directory();
+        Ok(Response::new(proto::RegieResponse {
+            regie: regie
+                .map(|r| convert::regie(&r, directory.member(&r.holder).map(|m| m.name.as_str()))),
+        }))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PseudonymsApi {
+    key: Arc<ServiceKey>,
+    refusals: PeerRefusals,
+}
+
+impl PseudonymsApi {
+    pub fn new(
+        key: Arc<ServiceKey>,
+        federation: Arc<Federation>,
+        ledger: Arc<Ledger>,
+    ) -> PseudonymsApi {
+        PseudonymsApi {
+            key,
+            refusals: PeerRefusals { ledger, federation },
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl proto::pseudonyms_server::Pseudonyms for PseudonymsApi {
+    async fn evaluate(
+        &self,
+        request: Request<proto::EvaluateRequest>,
+    ) -> Result<Response<proto::EvaluateResponse>, Status> {
+        let from = peer(&request)?;
+        let transaction = transaction_of(&request);
+        let blinded = &request.get_ref().blinded;
+        if blinded.is_empty() || blinded.len() > MAX_EVALUATE {
+            let error =
+                ApiError::invalid("blinded", format!("must hold 1 to {MAX_EVALUATE} elements"));
+            return Err(self
+                .refusals
+                .refuse(&from, transaction, Action::PseudonymEvaluate, error)
+                .await);
+        }
+        let evaluated = match self.key.evaluate(blinded) {
+            Ok(evaluated) => evaluated,
+            Err(e) => {
+                let error = ApiError::invalid("blinded", e.to_string());
+                return Err(self
+                    .refusals
+                    .refuse(&from, transaction, Action::PseudonymEvaluate, error)
+                    .await);
+            }
+        };
+        // The service records how many it served and for whom, never the elements.
+        let actor = Actor {
+            user: PrincipalId::system("pseudonyms"),
+            role: None,
+            organisation: self.refusals.federation.me(),
+        };
+        let draft = EventDraft::new(transaction, actor, Action::PseudonymEvaluate)
+            .counterpart(from.oin)
+            .object(format!("elements:{}", evaluated.len()));
+        self.refusals
+            .ledger
+            .commit(move |txn| txn.audit(draft))
+            .await
+            .map_err(|e| Status::from(ApiError::from(e)))?;
+        Ok(Response::new(proto::EvaluateResponse {
+            evaluated: evaluated.iter().map(|e| e.to_vec()).collect(),
+        }))
+    }
+}

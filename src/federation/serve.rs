@@ -1,0 +1,362 @@
+//! What an organisation node does when a peer calls: it takes notices from the index and
+//! meldingen from other organisations (idempotently, by message id), and discloses its signals
+//! to a peer only as the purpose policy allows, auditing every answer and every refusal with
+//! the requester's transaction id, so that both ends of the exchange are on record.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::directory::{Member, NodeRole};
+use crate::domain::{
+    Action, Actor, BreakGlassItem, ContactDetails, ContactPointId, EventDraft, IndexNotice,
+    LegalBasis, MessageId, Notice, OrgType, PrincipalId, Pseudonym, Purpose, ReceivedMelding,
+    RequestContext, Role, SignalId, TransactionId,
+};
+use crate::federation::Federation;
+use crate::ledger::{Ledger, LedgerError};
+use crate::policy::{self, Denial, DisclosedSignal};
+use crate::pseudonym::LocalPseudonyms;
+use crate::store::{Change, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Denied(#[from] Denial),
+    #[error("notices come from the federation's index only")]
+    NotTheIndex,
+    #[error("meldingen go to veilig thuis; this organisation is a {0}")]
+    NotVeiligThuis(OrgType),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A melding as it arrives.
+#[derive(Debug, Clone)]
+pub struct IncomingMelding {
+    pub signal: SignalId,
+    pub subject: Pseudonym,
+    pub category: crate::domain::Category,
+    pub severity: crate::domain::Severity,
+    pub registered_at: crate::domain::UnixMillis,
+    pub contact_point: ContactDetails,
+    pub reported_by: PrincipalId,
+}
+
+#[derive(Debug)]
+pub struct PeerHandler {
+    ledger: Arc<Ledger>,
+    federation: Arc<Federation>,
+    local: Arc<LocalPseudonyms>,
+    contacts: BTreeMap<ContactPointId, ContactDetails>,
+    /// The cursor of the latest notice, for watchers.
+    notices: watch::Sender<u64>,
+}
+
+impl PeerHandler {
+    pub fn new(
+        ledger: Arc<Ledger>,
+        federation: Arc<Federation>,
+        local: Arc<LocalPseudonyms>,
+        contacts: Vec<ContactDetails>,
+        notices: watch::Sender<u64>,
+    ) -> PeerHandler {
+        PeerHandler {
+            ledger,
+            federation,
+            local,
+            contacts: contacts
+                .into_iter()
+                .filter_map(|c| ContactPointId::parse(&c.id).ok().map(|id| (id, c)))
+                .collect(),
+            notices,
+        }
+    }
+
+    fn actor(&self) -> Actor {
+        Actor {
+            user: PrincipalId::system("federation"),
+            role: None,
+            organisation: self.federation.me(),
+        }
+    }
+
+    /// Takes a notice from the index into the organisation's feed and its current matches.
+    pub async fn receive_notice(
+        &self,
+        from: &Member,
+        message: MessageId,
+        transaction: TransactionId,
+        notice: IndexNotice,
+    ) -> Result<bool, ServeError> {
+        let draft = EventDraft::new(transaction, self.actor(), Action::NoticeReceive)
+            .purpose(Purpose::MatchNotification, LegalBasis::Jeugdwet7141)
+            .counterpart(from.oin)
+            .object(format!("notice:{}", super::outbox::notice_kind(&notice)));
+        if !from.has_role(NodeRole::Index) {
+            let refused = draft.refused(format!("permission_denied: {}", ServeError::NotTheIndex));
+            self.ledger.commit(move |txn| txn.audit(refused)).await?;
+            return Err(ServeError::NotTheIndex);
+        }
+        let sender = from.oin;
+        let local = LocalOf(self.local.clone());
+        let received = self
+            .ledger
+            .commit(move |txn| -> Result<Option<u64>, ServeError> {
+                if txn.store().message_seen(&message)? {
+                    return Ok(None);
+                }
+                txn.change(Change::MarkMessage(message));
+                let notice = match notice {
+                    IndexNotice::WaakvlamAlert {
+                        waakvlam,
+                        party,
+                        person,
+                        until,
+                    } => IndexNotice::WaakvlamAlert {
+                        waakvlam,
+                        party,
+                        person: local.of(&person),
+                        until,
+                    },
+                    other => other,
+                };
+                let cursor = txn.store().last_notice_cursor()? + 1;
+                let record = Notice {
+                    cursor,
+                    received: txn.now(),
+                    from: sender,
+                    notice: notice.clone(),
+                };
+                let mut subjects = Vec::new();
+                match &notice {
+                    IndexNotice::Match { signal, .. } => {
+                        subjects = persons_of(txn.store(), signal)?;
+                        txn.change(Change::PutMatch(record.clone()));
+                    }
+                    IndexNotice::MatchEnded { signal, party } => {
+                        subjects = persons_of(txn.store(), signal)?;
+                        if let Some(mut current) = current_match(txn.store(), signal)?
+                            && let IndexNotice::Match { parties, .. } = &mut current.notice
+                        {
+                            parties.retain(|p| p != party);
+                            if parties.is_empty() {
+                                txn.change(Change::DeleteMatch(*signal));
+                            } else {
+                                txn.change(Change::PutMatch(current));
+                            }
+                        }
+                    }
+                    IndexNotice::RegieChanged { signal, regie } => {
+                        subjects = persons_of(txn.store(), signal)?;
+                        if let Some(mut current) = current_match(txn.store(), signal)?
+                            && let IndexNotice::Match { regie: held, .. } = &mut current.notice
+                        {
+                            *held = *regie;
+                            txn.change(Change::PutMatch(current));
+                        }
+                    }
+                    IndexNotice::WaakvlamAlert { person, .. } => subjects.push(*person),
+                }
+                txn.change(Change::PutNotice(record));
+                txn.audit(draft.subjects(subjects));
+                Ok(Some(cursor))
+            })
+            .await??;
+        match received {
+            Some(cursor) => {
+                self.notices.send_replace(cursor);
+                Ok(false)
+            }
+            None => Ok(true),
+        }
+    }
+
+    /// Takes a melding (Veilig Thuis nodes only).
+    pub async fn receive_melding(
+        &self,
+        from: &Member,
+        message: MessageId,
+        transaction: TransactionId,
+        melding: IncomingMelding,
+    ) -> Result<bool, ServeError> {
+        let me = self.federation.member(&self.federation.me()).ok();
+        let subject = self.local.local(&melding.subject);
+        let draft = EventDraft::new(transaction, self.actor(), Action::MeldingReceive)
+            .purpose(Purpose::VtTriage, LegalBasis::Wmo526)
+            .counterpart(from.oin)
+            .subjects([subject])
+            .object(format!("signal:{}", melding.signal));
+        match me.map(|m| m.org_type) {
+            Some(OrgType::VeiligThuis) => {}
+            other => {
+                let org_type = other.unwrap_or(OrgType::FederationService);
+                let refused = draft.refused(format!(
+                    "failed_precondition: {}",
+                    ServeError::NotVeiligThuis(org_type)
+                ));
+                self.ledger.commit(move |txn| txn.audit(refused)).await?;
+                return Err(ServeError::NotVeiligThuis(org_type));
+            }
+        }
+        let sender = from.oin;
+        let duplicate = self
+            .ledger
+            .commit(move |txn| -> Result<bool, ServeError> {
+                if txn.store().message_seen(&message)? {
+                    return Ok(true);
+                }
+                txn.change(Change::MarkMessage(message));
+                txn.change(Change::PutMelding(ReceivedMelding {
+                    message,
+                    from: sender,
+                    received: txn.now(),
+                    signal: melding.signal,
+                    subject: melding.subject,
+                    category: melding.category,
+                    severity: melding.severity,
+                    registered_at: melding.registered_at,
+                    contact_point: melding.contact_point,
+                    reported_by: melding.reported_by,
+                }));
+                txn.audit(draft);
+                Ok(false)
+            })
+            .await??;
+        Ok(duplicate)
+    }
+
+    /// Discloses the requested signals as the purpose allows, each only if the subject the
+    /// requester names is the signal's subject. A break-glass request is always answered where
+    /// the policy allows the role, and is queued for this organisation's privacy officers.
+    pub async fn fetch_signals(
+        &self,
+        from: &Member,
+        context: RequestContext,
+        requested: Vec<(SignalId, Pseudonym)>,
+    ) -> Result<Vec<DisclosedSignal>, ServeError> {
+        let directory = self.federation.directory();
+        let role = context.role.unwrap_or(Role::Signaler);
+        let decision = policy::authorise(
+            &directory,
+            &from.oin,
+            context.purpose,
+            role,
+            context.break_glass,
+        )
+        .cloned();
+        let requester = from.oin;
+        let on_behalf_of = Actor {
+            user: context.user.clone(),
+            role: context.role,
+            organisation: requester,
+        };
+        let draft = EventDraft::new(context.transaction, self.actor(), Action::SignalsFetch)
+            .counterpart(requester)
+            .on_behalf_of(on_behalf_of);
+        let local = LocalOf(self.local.clone());
+        let contacts = self.contacts.clone();
+        let context_for_item = context.clone();
+        self.ledger
+            .commit(move |txn| -> Result<Vec<DisclosedSignal>, ServeError> {
+                let rule = match decision {
+                    Ok(rule) => rule,
+                    Err(denial) => {
+                        txn.audit(
+                            draft
+                                .purpose(context.purpose, context.purpose.local_legal_basis())
+                                .refused(format!("permission_denied: {denial}")),
+                        );
+                        return Err(denial.into());
+                    }
+                };
+                let mut disclosed = Vec::new();
+                let mut subjects = Vec::new();
+                let mut mismatched = 0;
+                for (id, subject) in &requested {
+                    let Some(signal) = txn.store().signal(id)? else {
+                        continue;
+                    };
+                    if signal.subject != local.of(subject) {
+                        mismatched += 1;
+                        continue;
+                    }
+                    let contact =
+                        contacts
+                            .get(&signal.contact_point)
+                            .cloned()
+                            .unwrap_or_else(|| ContactDetails {
+                                id: signal.contact_point.to_string(),
+                                ..ContactDetails::default()
+                            });
+                    let mut shown = policy::disclose(&rule, &signal, &contact);
+                    // Related persons are this node's own pseudonyms: meaningless elsewhere.
+                    shown.related = None;
+                    subjects.extend(signal.persons());
+                    disclosed.push(shown);
+                }
+                let mut event = draft
+                    .purpose(context.purpose, rule.legal_basis)
+                    .subjects(subjects)
+                    .object(format!("signals:{}", disclosed.len()));
+                let mut reasons = Vec::new();
+                if let Some(reason) = context.break_glass {
+                    reasons.push(format!("break-glass: {reason}"));
+                    let item = BreakGlassItem {
+                        id: SignalId::new(),
+                        transaction: context_for_item.transaction,
+                        at: txn.now(),
+                        requester,
+                        requester_user: context_for_item.user.to_string(),
+                        requester_role: context_for_item.role,
+                        reason,
+                        signals: disclosed.iter().map(|d| d.signal).collect(),
+                        review: None,
+                    };
+                    txn.change(Change::PutBreakGlass(item));
+                }
+                if mismatched > 0 {
+                    reasons.push(format!(
+                        "{mismatched} references did not match their subject"
+                    ));
+                }
+                if !reasons.is_empty() {
+                    event = event.reason(reasons.join("; "));
+                }
+                txn.audit(event);
+                Ok(disclosed)
+            })
+            .await?
+    }
+}
+
+struct LocalOf(Arc<LocalPseudonyms>);
+
+impl LocalOf {
+    fn of(&self, federation: &Pseudonym) -> Pseudonym {
+        self.0.local(federation)
+    }
+}
+
+fn persons_of(
+    store: &dyn crate::store::Store,
+    signal: &SignalId,
+) -> Result<Vec<Pseudonym>, StoreError> {
+    Ok(store
+        .signal(signal)?
+        .map(|s| s.persons().collect())
+        .unwrap_or_default())
+}
+
+fn current_match(
+    store: &dyn crate::store::Store,
+    signal: &SignalId,
+) -> Result<Option<Notice>, StoreError> {
+    Ok(store
+        .matches()?
+        .into_iter()
+        .find(|n| matches!(&n.notice, IndexNotice::Match { signal: s, .. } if s == signal)))
+}

@@ -1,0 +1,765 @@
+//! The index role: pointers only (organisation, signal reference, federation pseudonyms of the
+//! persons it names, expiry). It detects matches, tells every party through its outbox, keeps
+//! the one coordinator (regie) per household and the waakvlam follow-ups, and answers lookups
+//! under the purpose policy.
+//!
+//! A *household* here is the connected component of pointers that share persons: a school's
+//! signal on a child naming the mother, the GGD's signal on the mother, and reclassering's on
+//! the father naming the mother are one household. A *match* for a signal is the list of the
+//! other organisations in its household; it changes as signals come and go, and each change is
+//! a notice to the signal's organisation with the whole current list.
+//!
+//! Architecture invariant: the index never sees a BSN, a category, a severity or a contact
+//! point. It holds nothing a source did not put in a pointer.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use crate::directory::Member;
+use crate::domain::{
+    Action, Actor, EventDraft, IndexNotice, LegalBasis, Lookup, MessageId, Oin, OutboxBody,
+    OutboxMessage, Pointer, PrincipalId, Pseudonym, Purpose, Regie, RelatedPseudonym, Relation,
+    RequestContext, SignalId, TransactionId, UnixMillis, Waakvlam,
+};
+use crate::federation::Federation;
+use crate::ledger::{Ledger, LedgerError, Txn};
+use crate::policy::{self, Denial};
+use crate::store::{Change, Store, StoreError};
+
+/// The largest household the index follows; beyond it a match lists what it found so far.
+const MAX_COMPONENT: usize = 512;
+const SWEEP_BATCH: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error(transparent)]
+    Denied(#[from] Denial),
+    #[error("purpose {0}: household expansion is not allowed")]
+    HouseholdNotAllowed(Purpose),
+    #[error("regie is held by {holder}")]
+    RegieHeld { holder: Oin },
+    #[error("{0} holds no regie for this person or household")]
+    NoRegie(Oin),
+    #[error("days: must be between 1 and {max}")]
+    Days { max: u32 },
+    #[error("{field}: {rule}")]
+    Invalid { field: &'static str, rule: String },
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A publication from an organisation's outbox.
+#[derive(Debug, Clone)]
+pub struct Publication {
+    pub message: MessageId,
+    pub transaction: TransactionId,
+    pub signal: SignalId,
+    pub subject: Pseudonym,
+    pub related: Vec<RelatedPseudonym>,
+    pub expires_at: UnixMillis,
+}
+
+/// The pointers reachable from some persons through shared persons.
+#[derive(Debug, Default)]
+struct Household {
+    pointers: Vec<Pointer>,
+    persons: BTreeSet<Pseudonym>,
+}
+
+impl Household {
+    /// Walks the pointers from `start`, skipping `without`, adding `with` (a pointer not yet
+    /// in the store).
+    fn around(
+        store: &dyn Store,
+        start: impl IntoIterator<Item = Pseudonym>,
+        without: Option<(Oin, SignalId)>,
+        with: Option<&Pointer>,
+    ) -> Result<Household, StoreError> {
+        let mut household = Household::default();
+        let mut seen: BTreeSet<(Oin, SignalId)> = BTreeSet::new();
+        let mut queue: VecDeque<Pseudonym> = start.into_iter().collect();
+        if let Some(extra) = with {
+            seen.insert((extra.organisation, extra.signal));
+            household.pointers.push(extra.clone());
+            queue.extend(extra.persons());
+        }
+        while let Some(person) = queue.pop_front() {
+            if !household.persons.insert(person) {
+                continue;
+            }
+            for key in store.pointers_about(&person)? {
+                if Some(key) == without || !seen.insert(key) {
+                    continue;
+                }
+                if household.pointers.len() >= MAX_COMPONENT {
+                    break;
+                }
+                if let Some(pointer) = store.pointer(&key.0, &key.1)? {
+                    queue.extend(pointer.persons());
+                    household.pointers.push(pointer);
+                }
+            }
+        }
+        Ok(household)
+    }
+
+    /// The organisations other than `pointer`'s own, and whether one of them shares a person
+    /// with it directly (otherwise the match runs through the household).
+    fn parties_of(&self, pointer: &Pointer) -> (Vec<Oin>, bool) {
+        let mine: BTreeSet<Pseudonym> = pointer.persons().collect();
+        let mut parties = BTreeSet::new();
+        let mut direct = false;
+        for other in &self.pointers {
+            if other.organisation == pointer.organisation {
+                continue;
+            }
+            parties.insert(other.organisation);
+            direct |= other.persons().any(|p| mine.contains(&p));
+        }
+        (parties.into_iter().collect(), !direct)
+    }
+
+    fn regie(&self, store: &dyn Store) -> Result<Option<(Pseudonym, Regie)>, StoreError> {
+        for person in &self.persons {
+            if let Some(regie) = store.regie(person)? {
+                return Ok(Some((*person, regie)));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// How `other` stands to `asked`, from the relations the pointers record.
+fn relation_between(pointers: &[Pointer], asked: &Pseudonym, other: &Pseudonym) -> Relation {
+    for pointer in pointers {
+        for related in &pointer.related {
+            if pointer.subject == *asked && related.pseudonym == *other {
+                return related.relation;
+            }
+            if pointer.subject == *other && related.pseudonym == *asked {
+                return inverse(related.relation);
+            }
+        }
+    }
+    Relation::HouseholdMember
+}
+
+fn inverse(relation: Relation) -> Relation {
+    match relation {
+        Relation::Parent => Relation::Child,
+        Relation::Child => Relation::Parent,
+        other => other,
+    }
+}
+
+#[derive(Debug)]
+pub struct IndexService {
+    ledger: Arc<Ledger>,
+    federation: Arc<Federation>,
+    outbox: Arc<Notify>,
+}
+
+impl IndexService {
+    pub fn new(
+        ledger: Arc<Ledger>,
+        federation: Arc<Federation>,
+        outbox: Arc<Notify>,
+    ) -> IndexService {
+        IndexService {
+            ledger,
+            federation,
+            outbox,
+        }
+    }
+
+    fn actor(&self, what: &str) -> Actor {
+        Actor {
+            user: PrincipalId::system(what),
+            role: None,
+            organisation: self.federation.me(),
+        }
+    }
+
+    /// Records a pointer and tells every party whose match changed. Idempotent by message id.
+    pub async fn publish(
+        &self,
+        from: &Member,
+        publication: Publication,
+    ) -> Result<bool, IndexError> {
+        let source = from.oin;
+        let actor = self.actor("index");
+        let duplicate = self
+            .ledger
+            .commit(move |txn| -> Result<bool, IndexError> {
+                if txn.store().message_seen(&publication.message)? {
+                    return Ok(true);
+                }
+                let pointer = Pointer {
+                    organisation: source,
+                    signal: publication.signal,
+                    subject: publication.subject,
+                    related: publication.related,
+                    expires_at: publication.expires_at,
+                    published_at: txn.now(),
+                };
+                let previous = txn.store().pointer(&source, &pointer.signal)?;
+                let household = Household::around(
+                    txn.store(),
+                    pointer.persons().collect::<Vec<_>>(),
+                    Some((source, pointer.signal)),
+                    Some(&pointer),
+                )?;
+                txn.change(Change::MarkMessage(publication.message));
+                if let Some(previous) = previous {
+                    txn.change(Change::DeletePointer(previous));
+                }
+                txn.change(Change::PutPointer(pointer.clone()));
+                txn.audit(
+                    EventDraft::new(
+                        publication.transaction,
+                        actor.clone(),
+                        Action::PointerPublish,
+                    )
+                    .purpose(Purpose::MatchNotification, LegalBasis::Jeugdwet7141)
+                    .counterpart(source)
+                    .subjects(pointer.persons())
+                    .object(format!("signal:{}", pointer.signal)),
+                );
+                notify_changes(txn, &household, None, publication.transaction)?;
+                alert_waakvlam(txn, &pointer, publication.transaction)?;
+                Ok(false)
+            })
+            .await??;
+        self.outbox.notify_one();
+        Ok(duplicate)
+    }
+
+    /// Removes a pointer and tells the parties whose match changed. Idempotent.
+    pub async fn retract(
+        &self,
+        from: &Member,
+        message: MessageId,
+        transaction: TransactionId,
+        signal: SignalId,
+    ) -> Result<bool, IndexError> {
+        let source = from.oin;
+        let actor = self.actor("index");
+        let duplicate = self
+            .ledger
+            .commit(move |txn| -> Result<bool, IndexError> {
+                if txn.store().message_seen(&message)? {
+                    return Ok(true);
+                }
+                txn.change(Change::MarkMessage(message));
+                if let Some(pointer) = txn.store().pointer(&source, &signal)? {
+                    remove_pointer(txn, &pointer, transaction, Action::PointerRetract, actor)?;
+                }
+                Ok(false)
+            })
+            .await??;
+        self.outbox.notify_one();
+        Ok(duplicate)
+    }
+
+    /// Removes every pointer whose expiry has passed (a source's own sweep retracts too, but
+    /// the index does not rely on it).
+    pub async fn sweep(&self) -> Result<usize, IndexError> {
+        let mut total = 0;
+        loop {
+            let actor = self.actor("retention");
+            let removed = self
+                .ledger
+                .commit(move |txn| -> Result<usize, IndexError> {
+                    let expired = txn.store().expired_pointers(txn.now(), SWEEP_BATCH)?;
+                    let transaction = TransactionId::new();
+                    for pointer in &expired {
+                        remove_pointer(
+                            txn,
+                            pointer,
+                            transaction,
+                            Action::PointerExpire,
+                            actor.clone(),
+                        )?;
+                    }
+                    Ok(expired.len())
+                })
+                .await??;
+            total += removed;
+            if removed > 0 {
+                self.outbox.notify_one();
+            }
+            if removed < SWEEP_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// The pointers about a person (and, where the purpose allows and it was asked for, the
+    /// household), with the coordinator and any waakvlam follow-up.
+    pub async fn lookup(
+        &self,
+        from: &Member,
+        context: RequestContext,
+        person: Pseudonym,
+        household: bool,
+    ) -> Result<Lookup, IndexError> {
+        let directory = self.federation.directory();
+        let requester = from.oin;
+        let actor = self.actor("index");
+        let role = context.role.unwrap_or(crate::domain::Role::Signaler);
+        let decision = policy::authorise(
+            &directory,
+            &requester,
+            context.purpose,
+            role,
+            context.break_glass,
+        )
+        .map_err(IndexError::from)
+        .and_then(|rule| {
+            if household && !policy::household_allowed(rule) {
+                Err(IndexError::HouseholdNotAllowed(context.purpose))
+            } else {
+                Ok(rule.legal_basis)
+            }
+        });
+        let on_behalf_of = Actor {
+            user: context.user.clone(),
+            role: context.role,
+            organisation: requester,
+        };
+        let draft = EventDraft::new(context.transaction, actor, Action::PointerLookup)
+            .counterpart(requester)
+            .on_behalf_of(on_behalf_of)
+            .subjects([person]);
+        let purpose = context.purpose;
+        let break_glass = context.break_glass;
+        self.ledger
+            .commit(move |txn| -> Result<Lookup, IndexError> {
+                let basis = match decision {
+                    Ok(basis) => basis,
+                    Err(e) => {
+                        txn.audit(
+                            draft
+                                .purpose(purpose, purpose.local_legal_basis())
+                                .refused(format!("permission_denied: {e}")),
+                        );
+                        return Err(e);
+                    }
+                };
+                let found = Household::around(txn.store(), [person], None, None)?;
+                let pointers: Vec<&Pointer> = found
+                    .pointers
+                    .iter()
+                    .filter(|p| household || p.subject == person)
+                    .collect();
+                let mut lookup = Lookup {
+                    pointers: pointers
+                        .iter()
+                        .map(|p| {
+                            let relation = (p.subject != person)
+                                .then(|| relation_between(&found.pointers, &person, &p.subject));
+                            (p.organisation, p.signal, p.subject, relation)
+                        })
+                        .collect(),
+                    ..Lookup::default()
+                };
+                if household {
+                    lookup.household = found
+                        .persons
+                        .iter()
+                        .filter(|p| **p != person)
+                        .map(|p| (*p, relation_between(&found.pointers, &person, p)))
+                        .collect();
+                }
+                lookup.regie = found.regie(txn.store())?.map(|(_, regie)| regie);
+                let now = txn.now();
+                let mut waakvlam = BTreeMap::new();
+                for p in &found.persons {
+                    for entry in txn.store().waakvlam_about(p)? {
+                        if entry.active(now) {
+                            waakvlam.insert(entry.id, entry);
+                        }
+                    }
+                }
+                lookup.waakvlam = waakvlam.into_values().collect();
+                let mut event = draft
+                    .purpose(purpose, basis)
+                    .object(format!("pointers:{}", lookup.pointers.len()));
+                if let Some(reason) = break_glass {
+                    event = event.reason(format!("break-glass: {reason}"));
+                }
+                txn.audit(event);
+                Ok(lookup)
+            })
+            .await?
+    }
+
+    /// Claims (or releases) the one coordinator role of the person's household.
+    pub async fn regie(
+        &self,
+        from: &Member,
+        context: RequestContext,
+        person: Pseudonym,
+        claim: bool,
+    ) -> Result<Option<Regie>, IndexError> {
+        let directory = self.federation.directory();
+        let allowed = policy::may_hold_regie(&directory, from.org_type);
+        let requester = from.oin;
+        let actor = self.actor("index");
+        let action = if claim {
+            Action::RegieClaim
+        } else {
+            Action::RegieRelease
+        };
+        let draft = EventDraft::new(context.transaction, actor, action)
+            .purpose(Purpose::LocalTeamCoordination, LegalBasis::Avg61e)
+            .counterpart(requester)
+            .on_behalf_of(Actor {
+                user: context.user.clone(),
+                role: context.role,
+                organisation: requester,
+            })
+            .subjects([person]);
+        let transaction = context.transaction;
+        let result = self
+            .ledger
+            .commit(move |txn| -> Result<Option<Regie>, IndexError> {
+                let refuse = |txn: &mut Txn<'_>, e: IndexError| {
+                    txn.audit(draft.clone().refused(format!("failed_precondition: {e}")));
+                    Err(e)
+                };
+                if claim && let Err(denial) = allowed {
+                    return refuse(txn, denial.into());
+                }
+                let household = Household::around(txn.store(), [person], None, None)?;
+                let held = household.regie(txn.store())?;
+                let regie = if claim {
+                    match held {
+                        Some((_, regie)) if regie.holder != requester => {
+                            return refuse(
+                                txn,
+                                IndexError::RegieHeld {
+                                    holder: regie.holder,
+                                },
+                            );
+                        }
+                        Some((_, regie)) => return Ok(Some(regie)),
+                        None => {
+                            let regie = Regie {
+                                holder: requester,
+                                since: txn.now(),
+                            };
+                            txn.change(Change::PutRegie { person, regie });
+                            Some(regie)
+                        }
+                    }
+                } else {
+                    match held {
+                        Some((at, regie)) if regie.holder == requester => {
+                            txn.change(Change::DeleteRegie { person: at });
+                            None
+                        }
+                        _ => return refuse(txn, IndexError::NoRegie(requester)),
+                    }
+                };
+                txn.audit(draft.clone());
+                for pointer in &household.pointers {
+                    queue_notice(
+                        txn,
+                        transaction,
+                        pointer.organisation,
+                        IndexNotice::RegieChanged {
+                            signal: pointer.signal,
+                            regie,
+                        },
+                    );
+                }
+                Ok(regie)
+            })
+            .await?;
+        self.outbox.notify_one();
+        result
+    }
+
+    /// Puts the person's household in follow-up for `days`, coordinated by the requester.
+    pub async fn start_waakvlam(
+        &self,
+        from: &Member,
+        context: RequestContext,
+        person: Pseudonym,
+        days: u32,
+    ) -> Result<Waakvlam, IndexError> {
+        let directory = self.federation.directory();
+        let role = context.role.unwrap_or(crate::domain::Role::Signaler);
+        let decision =
+            policy::authorise(&directory, &from.oin, Purpose::WaakvlamFollowUp, role, None)
+                .map(|_| ())
+                .map_err(IndexError::from);
+        let max = directory.policy().waakvlam_max_days;
+        let check_in_days = directory.policy().waakvlam_checkin_days;
+        let requester = from.oin;
+        let draft = EventDraft::new(
+            context.transaction,
+            self.actor("index"),
+            Action::WaakvlamStart,
+        )
+        .purpose(Purpose::WaakvlamFollowUp, LegalBasis::Avg61e)
+        .counterpart(requester)
+        .on_behalf_of(Actor {
+            user: context.user.clone(),
+            role: context.role,
+            organisation: requester,
+        })
+        .subjects([person]);
+        self.ledger
+            .commit(move |txn| -> Result<Waakvlam, IndexError> {
+                let checked = decision.and_then(|()| {
+                    if days == 0 || days > max {
+                        Err(IndexError::Days { max })
+                    } else {
+                        Ok(())
+                    }
+                });
+                if let Err(e) = checked {
+                    txn.audit(draft.refused(format!("refused: {e}")));
+                    return Err(e);
+                }
+                let household = Household::around(txn.store(), [person], None, None)?;
+                let now = txn.now();
+                let entry = Waakvlam {
+                    id: SignalId::new(),
+                    coordinator: requester,
+                    persons: household.persons.into_iter().collect(),
+                    started: now,
+                    until: now.plus_millis(i64::from(days) * UnixMillis::DAY),
+                    check_in_days,
+                    alerts: 0,
+                };
+                txn.change(Change::PutWaakvlam(entry.clone()));
+                txn.audit(draft.object(format!("waakvlam:{}", entry.id)));
+                Ok(entry)
+            })
+            .await?
+    }
+
+    /// The requester's active follow-ups, each with its next check-in.
+    pub async fn list_waakvlam(
+        &self,
+        from: &Member,
+        context: RequestContext,
+    ) -> Result<Vec<Waakvlam>, IndexError> {
+        let requester = from.oin;
+        let draft = EventDraft::new(
+            context.transaction,
+            self.actor("index"),
+            Action::WaakvlamList,
+        )
+        .purpose(Purpose::WaakvlamFollowUp, LegalBasis::Avg61e)
+        .counterpart(requester);
+        self.ledger
+            .commit(move |txn| -> Result<Vec<Waakvlam>, IndexError> {
+                let now = txn.now();
+                let entries: Vec<Waakvlam> = txn
+                    .store()
+                    .waakvlam_all()?
+                    .into_iter()
+                    .filter(|w| w.coordinator == requester && w.active(now))
+                    .collect();
+                txn.audit(
+                    draft
+                        .subjects(entries.iter().flat_map(|w| w.persons.clone()))
+                        .object(format!("waakvlam:{}", entries.len())),
+                );
+                Ok(entries)
+            })
+            .await?
+    }
+}
+
+/// Puts a notice for `to` in the index's outbox.
+fn queue_notice(txn: &mut Txn<'_>, transaction: TransactionId, to: Oin, notice: IndexNotice) {
+    let message = OutboxMessage {
+        id: MessageId::new(),
+        transaction,
+        created: txn.now(),
+        body: OutboxBody::Notice { to, notice },
+        subjects: Vec::new(),
+    };
+    txn.change(Change::PutOutbox(message));
+}
+
+/// Compares each pointer's current parties with those last notified and queues a notice for
+/// every change. `gone` is an organisation whose pointer just left the household.
+fn notify_changes(
+    txn: &mut Txn<'_>,
+    household: &Household,
+    gone: Option<Oin>,
+    transaction: TransactionId,
+) -> Result<(), StoreError> {
+    let regie = household.regie(txn.store())?.map(|(_, r)| r);
+    for pointer in &household.pointers {
+        let (parties, through_household) = household.parties_of(pointer);
+        let before = txn
+            .store()
+            .parties(&pointer.organisation, &pointer.signal)?
+            .unwrap_or_default();
+        if before == parties {
+            continue;
+        }
+        if let Some(gone) = gone
+            && before.contains(&gone)
+            && !parties.contains(&gone)
+        {
+            queue_notice(
+                txn,
+                transaction,
+                pointer.organisation,
+                IndexNotice::MatchEnded {
+                    signal: pointer.signal,
+                    party: gone,
+                },
+            );
+        }
+        if parties.is_empty() {
+            txn.change(Change::DeleteParties {
+                organisation: pointer.organisation,
+                signal: pointer.signal,
+            });
+            continue;
+        }
+        txn.change(Change::PutParties {
+            organisation: pointer.organisation,
+            signal: pointer.signal,
+            parties: parties.clone(),
+        });
+        queue_notice(
+            txn,
+            transaction,
+            pointer.organisation,
+            IndexNotice::Match {
+                signal: pointer.signal,
+                parties,
+                household: through_household,
+                regie,
+            },
+        );
+    }
+    Ok(())
+}
+
+/// A new pointer on a person of a household in follow-up alerts the coordinator at once.
+fn alert_waakvlam(
+    txn: &mut Txn<'_>,
+    pointer: &Pointer,
+    transaction: TransactionId,
+) -> Result<(), StoreError> {
+    let now = txn.now();
+    let mut alerted = BTreeSet::new();
+    for person in pointer.persons() {
+        for mut entry in txn.store().waakvlam_about(&person)? {
+            if !entry.active(now) || !alerted.insert(entry.id) {
+                continue;
+            }
+            entry.alerts += 1;
+            queue_notice(
+                txn,
+                transaction,
+                entry.coordinator,
+                IndexNotice::WaakvlamAlert {
+                    waakvlam: entry.id,
+                    party: pointer.organisation,
+                    person,
+                    until: entry.until,
+                },
+            );
+            txn.change(Change::PutWaakvlam(entry));
+        }
+    }
+    Ok(())
+}
+
+fn remove_pointer(
+    txn: &mut Txn<'_>,
+    pointer: &Pointer,
+    transaction: TransactionId,
+    action: Action,
+    actor: Actor,
+) -> Result<(), StoreError> {
+    let key = (pointer.organisation, pointer.signal);
+    let before = Household::around(
+        txn.store(),
+        pointer.persons().collect::<Vec<_>>(),
+        None,
+        None,
+    )?;
+    txn.change(Change::DeletePointer(pointer.clone()));
+    txn.change(Change::DeleteParties {
+        organisation: pointer.organisation,
+        signal: pointer.signal,
+    });
+    txn.audit(
+        EventDraft::new(transaction, actor, action)
+            .purpose(Purpose::MatchNotification, LegalBasis::Jeugdwet7141)
+            .counterpart(pointer.organisation)
+            .subjects(pointer.persons())
+            .object(format!("signal:{}", pointer.signal)),
+    );
+    // What is left of the household, without the pointer (it may have split in two).
+    let mut remaining = Household::default();
+    let mut seen = BTreeSet::new();
+    for other in before
+        .pointers
+        .iter()
+        .filter(|p| (p.organisation, p.signal) != key)
+    {
+        if seen.contains(&(other.organisation, other.signal)) {
+            continue;
+        }
+        let part = Household::around(
+            txn.store(),
+            other.persons().collect::<Vec<_>>(),
+            Some(key),
+            None,
+        )?;
+        for p in part.pointers {
+            if seen.insert((p.organisation, p.signal)) {
+                remaining.pointers.push(p);
+            }
+        }
+        remaining.persons.extend(part.persons);
+    }
+    // Each part is its own household for its parties.
+    for part in split(&remaining) {
+        notify_changes(txn, &part, Some(pointer.organisation), transaction)?;
+    }
+    Ok(())
+}
+
+/// Splits pointers into households (connected by shared persons).
+fn split(all: &Household) -> Vec<Household> {
+    let mut parts: Vec<Household> = Vec::new();
+    for pointer in &all.pointers {
+        let persons: BTreeSet<Pseudonym> = pointer.persons().collect();
+        let touching: Vec<usize> = parts
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| !h.persons.is_disjoint(&persons))
+            .map(|(i, _)| i)
+            .collect();
+        let mut merged = Household {
+            pointers: vec![pointer.clone()],
+            persons,
+        };
+        for i in touching.into_iter().rev() {
+            let part = parts.remove(i);
+            merged.pointers.extend(part.pointers);
+            merged.persons.extend(part.persons);
+        }
+        parts.push(merged);
+    }
+    parts
+}
