@@ -100,6 +100,15 @@ pub fn dev_node(
         .map_err(setup)?;
     let local_tls = TlsIdentity::from_pem(issued.cert_pem.as_bytes(), issued.key_pem.as_bytes())
         .map_err(setup)?;
+    dev_node_with(organisation, data_dir, local_tls)
+}
+
+/// As [`dev_node`], with a given TLS identity for the local listener.
+pub fn dev_node_with(
+    organisation: &DevOrganisation,
+    data_dir: &Path,
+    local_tls: TlsIdentity,
+) -> Result<DevNode, DemoError> {
     let mut tokens = BTreeMap::new();
     let mut principals = Vec::new();
     for (id, roles) in &organisation.principals {

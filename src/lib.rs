@@ -23,6 +23,7 @@
 //! - [`node`]: a node as a value: start, sweep, shutdown.
 //! - [`pki`]: a development PKI (rcgen).
 //! - [`demo`]: the embedded default, `kring demo`.
+//! - [`devnet`]: a development federation in one process, for the demo and the tests.
 //! - [`cli`]: the command line; nothing imports it.
 //! - [`cli_support`]: rendering for people and signal handling, shared by `cli` and `demo`.
 
@@ -35,6 +36,7 @@ pub mod cli_support;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod devnet;
 pub mod directory;
 pub mod domain;
 pub mod federation;

@@ -107,20 +107,19 @@ impl Household {
         Ok(household)
     }
 
-    /// The organisations other than `pointer`'s own, and whether one of them shares a person
-    /// with it directly (otherwise the match runs through the household).
+    /// The organisations other than `pointer`'s own, and whether the match runs through the
+    /// household (no other organisation's signal has the same subject).
     fn parties_of(&self, pointer: &Pointer) -> (Vec<Oin>, bool) {
-        let mine: BTreeSet<Pseudonym> = pointer.persons().collect();
         let mut parties = BTreeSet::new();
-        let mut direct = false;
+        let mut same_subject = false;
         for other in &self.pointers {
             if other.organisation == pointer.organisation {
                 continue;
             }
             parties.insert(other.organisation);
-            direct |= other.persons().any(|p| mine.contains(&p));
+            same_subject |= other.subject == pointer.subject;
         }
-        (parties.into_iter().collect(), !direct)
+        (parties.into_iter().collect(), !same_subject)
     }
 
     fn regie(&self, store: &dyn Store) -> Result<Option<(Pseudonym, Regie)>, StoreError> {

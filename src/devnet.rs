@@ -1,0 +1,265 @@
+//! A development federation in one process: a CA, an authority key, a signed directory, and a
+//! node configuration for every member, each with its own certificate, audit key, tokens,
+//! store and loopback ports. The demo plays its story on one; the federation tests start one
+//! per test.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::api::client::LocalClient;
+use crate::audit::{NoteSigner, NoteVerifier};
+use crate::clock::SharedClock;
+use crate::config::{Config, FederationSettings, default_origin};
+use crate::demo::{DemoError, DevOrganisation, dev_node_with};
+use crate::directory::{
+    AUTHORITY_KEY_NAME, Contact, Directory, DirectoryContent, Member, NodeRole,
+};
+use crate::domain::UnixMillis;
+use crate::node::RunningNode;
+use crate::pki::{DevCa, NodeCertRequest};
+use crate::policy::Policy;
+
+fn setup(e: impl std::fmt::Display) -> DemoError {
+    DemoError::Setup(e.to_string())
+}
+
+/// A member of a development federation.
+#[derive(Debug, Clone)]
+pub struct DevMember {
+    /// A short name for the node: `school`, `index`.
+    pub key: String,
+    pub organisation: DevOrganisation,
+    pub roles: Vec<NodeRole>,
+}
+
+impl DevMember {
+    pub fn new(key: &str, organisation: DevOrganisation, roles: &[NodeRole]) -> DevMember {
+        DevMember {
+            key: key.to_owned(),
+            organisation,
+            roles: roles.to_vec(),
+        }
+    }
+}
+
+/// A node configured but not started.
+#[derive(Debug)]
+pub struct PlannedNode {
+    pub key: String,
+    pub config: Config,
+    pub tokens: BTreeMap<String, String>,
+}
+
+/// A federation configured but not started.
+#[derive(Debug)]
+pub struct DevFederation {
+    pub base: PathBuf,
+    pub ca: Arc<DevCa>,
+    pub authority: Arc<NoteSigner>,
+    pub directory: Directory,
+    pub nodes: Vec<PlannedNode>,
+}
+
+fn free_port() -> Result<u16, DemoError> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(setup)
+}
+
+impl DevFederation {
+    /// Configures every member under `base` and signs a directory (serial 1, valid 30 days
+    /// from `now`) with the regional default policy.
+    pub fn plan(
+        members: &[DevMember],
+        base: &Path,
+        now: UnixMillis,
+    ) -> Result<DevFederation, DemoError> {
+        let ca = DevCa::generate("kring development federation CA").map_err(setup)?;
+        let authority =
+            NoteSigner::from_pkcs8(AUTHORITY_KEY_NAME, &crate::audit::note::generate_pkcs8())
+                .map_err(setup)?;
+        let roots = Arc::new(
+            crate::tls::roots_from_pem(ca.cert_pem().as_bytes()).map_err(DemoError::Setup)?,
+        );
+        let directory_file = base.join("directory.note");
+        let mut nodes = Vec::new();
+        let mut directory_members = Vec::new();
+        for member in members {
+            let dir = base.join(&member.key);
+            let issued = ca
+                .issue(&NodeCertRequest::loopback(
+                    &member.organisation.name,
+                    member.organisation.oin,
+                    30,
+                ))
+                .map_err(setup)?;
+            let identity = crate::tls::TlsIdentity::from_pem(
+                issued.cert_pem.as_bytes(),
+                issued.key_pem.as_bytes(),
+            )
+            .map_err(setup)?;
+            let mut planned = dev_node_with(&member.organisation, &dir, identity.clone())?;
+            let audit_key = NoteSigner::from_pkcs8(
+                &default_origin(&member.organisation.oin),
+                &planned.config.audit.signing_key_pkcs8,
+            )
+            .map_err(setup)?
+            .verifier_key();
+            let peer_port = free_port()?;
+            planned.config.federation = Some(FederationSettings {
+                listen: format!("127.0.0.1:{peer_port}").parse().map_err(setup)?,
+                tls: identity.clone(),
+                ca: roots.clone(),
+                authority: authority.verifier(),
+                directory_file: directory_file.clone(),
+                roles: member.roles.clone(),
+                pseudonym_key: member
+                    .roles
+                    .contains(&NodeRole::PseudonymService)
+                    .then(|| dir.join("oprf.key")),
+                peer_timeout: Duration::from_secs(2),
+            });
+            planned.config.listen = format!("127.0.0.1:{}", free_port()?)
+                .parse()
+                .map_err(setup)?;
+            directory_members.push(Member {
+                oin: member.organisation.oin,
+                name: member.organisation.name.clone(),
+                org_type: member.organisation.org_type,
+                roles: member.roles.clone(),
+                endpoint: format!("127.0.0.1:{peer_port}"),
+                tls_spki_sha256: vec![
+                    crate::tls::spki_sha256(&identity.certs[0]).map_err(DemoError::Setup)?,
+                ],
+                audit_key,
+                contact: Some(Contact {
+                    name: format!("Aandachtsfunctionaris {}", member.organisation.name),
+                    phone: Some(format!(
+                        "+31 26 {:03} {:04}",
+                        nodes.len() + 100,
+                        1000 + nodes.len()
+                    )),
+                    email: None,
+                }),
+            });
+            nodes.push(PlannedNode {
+                key: member.key.clone(),
+                config: planned.config,
+                tokens: planned.tokens,
+            });
+        }
+        let directory = Directory::new(DirectoryContent {
+            federation: "kring development federation".into(),
+            serial: 1,
+            issued_at: now.plus_millis(-60_000),
+            expires_at: now.plus_millis(30 * UnixMillis::DAY),
+            members: directory_members,
+            policy: Policy::regional_default(),
+        })
+        .map_err(setup)?;
+        std::fs::create_dir_all(base).map_err(setup)?;
+        std::fs::write(&directory_file, directory.sign(&authority)).map_err(setup)?;
+        Ok(DevFederation {
+            base: base.to_owned(),
+            ca: Arc::new(ca),
+            authority: Arc::new(authority),
+            directory,
+            nodes,
+        })
+    }
+
+    /// Starts every node, in the order planned.
+    pub async fn start(self, clock: SharedClock) -> Result<RunningFederation, DemoError> {
+        let mut running = RunningFederation {
+            base: self.base,
+            ca: self.ca,
+            authority: self.authority,
+            nodes: BTreeMap::new(),
+            tokens: BTreeMap::new(),
+            configs: BTreeMap::new(),
+        };
+        for planned in self.nodes {
+            let node = RunningNode::start(planned.config.clone(), clock.clone()).await?;
+            running.tokens.insert(planned.key.clone(), planned.tokens);
+            running.configs.insert(planned.key.clone(), planned.config);
+            running.nodes.insert(planned.key, node);
+        }
+        Ok(running)
+    }
+}
+
+/// A started development federation.
+#[derive(Debug)]
+pub struct RunningFederation {
+    pub base: PathBuf,
+    pub ca: Arc<DevCa>,
+    pub authority: Arc<NoteSigner>,
+    pub nodes: BTreeMap<String, RunningNode>,
+    pub tokens: BTreeMap<String, BTreeMap<String, String>>,
+    pub configs: BTreeMap<String, Config>,
+}
+
+impl RunningFederation {
+    pub fn node(&self, key: &str) -> &RunningNode {
+        &self.nodes[key]
+    }
+
+    pub fn authority_key(&self) -> NoteVerifier {
+        self.authority.verifier()
+    }
+
+    /// A client of `node`'s local API as `principal`.
+    pub async fn client(&self, node: &str, principal: &str) -> Result<LocalClient, DemoError> {
+        let roots =
+            crate::tls::roots_from_pem(self.ca.cert_pem().as_bytes()).map_err(DemoError::Setup)?;
+        let token = self
+            .tokens
+            .get(node)
+            .and_then(|t| t.get(principal))
+            .ok_or_else(|| DemoError::Setup(format!("no principal {principal} at {node}")))?;
+        Ok(LocalClient::connect(
+            &self.nodes[node].local_addr().to_string(),
+            "localhost",
+            roots,
+            Some(token),
+        )
+        .await?)
+    }
+
+    /// Stops one node gracefully and returns its configuration, to start it again.
+    pub async fn stop(&mut self, key: &str) -> Result<Config, DemoError> {
+        if let Some(node) = self.nodes.remove(key) {
+            node.shutdown().await?;
+        }
+        self.configs
+            .get(key)
+            .cloned()
+            .ok_or_else(|| DemoError::Setup(format!("no node {key}")))
+    }
+
+    /// Starts a stopped node again from its configuration (same ports, same store).
+    pub async fn restart(&mut self, key: &str, clock: SharedClock) -> Result<(), DemoError> {
+        let config = self
+            .configs
+            .get(key)
+            .cloned()
+            .ok_or_else(|| DemoError::Setup(format!("no node {key}")))?;
+        let node = RunningNode::start(config, clock).await?;
+        self.nodes.insert(key.to_owned(), node);
+        Ok(())
+    }
+
+    /// Stops every node gracefully.
+    pub async fn shutdown(mut self) -> Result<(), DemoError> {
+        let keys: Vec<String> = self.nodes.keys().cloned().collect();
+        for key in keys {
+            if let Some(node) = self.nodes.remove(&key) {
+                node.shutdown().await?;
+            }
+        }
+        Ok(())
+    }
+}
