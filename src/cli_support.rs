@@ -132,3 +132,213 @@ pub async fn wait_for_signal() {
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
 }
+
+fn party(p: Option<&proto::MatchParty>) -> String {
+    match p {
+        Some(p) => {
+            let ring = short(
+                proto::Ring::try_from(p.ring).ok().map(|r| r.as_str_name()),
+                "RING_",
+            )
+            .replace('_', " ");
+            let contact = p
+                .contact
+                .as_ref()
+                .map(|c| format!("{} {}", c.name, c.phone).trim().to_owned())
+                .unwrap_or_default();
+            format!("{} ({ring}; contact: {contact})", p.name)
+        }
+        None => "?".into(),
+    }
+}
+
+/// One match notice, for people.
+pub fn render_match_event(event: &proto::MatchEvent) -> String {
+    use proto::match_event::Event;
+    match &event.event {
+        Some(Event::Match(m)) => {
+            let parties: Vec<String> = m.parties.iter().map(|p| party(Some(p))).collect();
+            let kind = if m.household {
+                "household"
+            } else {
+                "same person"
+            };
+            let regie = m
+                .regie
+                .as_ref()
+                .map(|r| format!("; regie: {}", r.holder_name))
+                .unwrap_or_default();
+            format!(
+                "match ({kind}) on signal {:.8}…: {}{regie}",
+                m.signal_id,
+                parties.join(", ")
+            )
+        }
+        Some(Event::Ended(e)) => format!(
+            "match ended on signal {:.8}…: {} is no longer involved",
+            e.signal_id,
+            party(e.party.as_ref())
+        ),
+        Some(Event::WaakvlamAlert(w)) => format!(
+            "WAAKVLAM ALERT: a new signal by {} in a household in follow-up (until {})",
+            party(w.party.as_ref()),
+            UnixMillis(w.until_unix_ms).rfc3339()
+        ),
+        Some(Event::RegieChanged(r)) => match &r.regie {
+            Some(regie) => format!(
+                "regie on signal {:.8}…: {} coordinates",
+                r.signal_id, regie.holder_name
+            ),
+            None => format!("regie on signal {:.8}…: released", r.signal_id),
+        },
+        None => "empty notice".into(),
+    }
+}
+
+fn pseudonym_short(bytes: &[u8]) -> String {
+    let text = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);
+    format!("{:.10}…", text)
+}
+
+/// A signal map, for people: persons, then organisations grouped by the rings of the map.
+pub fn render_map(map: &proto::SignalMap) -> String {
+    let mut out = String::new();
+    let purpose = short(
+        proto::Purpose::try_from(map.purpose)
+            .ok()
+            .map(|p| p.as_str_name()),
+        "PURPOSE_",
+    );
+    out.push_str(&format!(
+        "purpose {purpose}{}; transaction {}\n",
+        if map.break_glass {
+            " (BREAK-GLASS, flagged for review)"
+        } else {
+            ""
+        },
+        map.transaction_id
+    ));
+    match &map.regie {
+        Some(r) => out.push_str(&format!(
+            "regie: {} (since {})\n",
+            r.holder_name,
+            UnixMillis(r.since_unix_ms).rfc3339()
+        )),
+        None => out.push_str("regie: nobody coordinates yet\n"),
+    }
+    for person in &map.persons {
+        let relation = match proto::Relation::try_from(person.relation) {
+            Ok(proto::Relation::Unspecified) | Err(_) => "the person asked about".to_owned(),
+            Ok(r) => format!(
+                "{} of the person asked about",
+                short(Some(r.as_str_name()), "RELATION_").replace('_', "-")
+            ),
+        };
+        out.push_str(&format!(
+            "* {} ({relation})\n",
+            pseudonym_short(&person.pseudonym)
+        ));
+        if person.organisations.is_empty() {
+            out.push_str("    no signals\n");
+        }
+        let mut ring = None;
+        for org in &person.organisations {
+            let label = short(
+                proto::Ring::try_from(org.ring)
+                    .ok()
+                    .map(|r| r.as_str_name()),
+                "RING_",
+            )
+            .replace('_', " ");
+            if ring.as_deref() != Some(label.as_str()) {
+                out.push_str(&format!("    [{label}]\n"));
+                ring = Some(label.clone());
+            }
+            out.push_str(&format!("      {} ({})\n", org.name, org.org_type));
+            for s in &org.signals {
+                let field = |name: Option<&str>, prefix: &str| short(name, prefix);
+                let category = field(
+                    s.category
+                        .and_then(|c| proto::Category::try_from(c).ok())
+                        .map(|c| c.as_str_name()),
+                    "CATEGORY_",
+                );
+                let severity = field(
+                    s.severity
+                        .and_then(|c| proto::Severity::try_from(c).ok())
+                        .map(|c| c.as_str_name()),
+                    "SEVERITY_",
+                );
+                let step = field(
+                    s.meldcode_step
+                        .and_then(|c| proto::MeldcodeStep::try_from(c).ok())
+                        .map(|c| c.as_str_name()),
+                    "MELDCODE_STEP_",
+                );
+                let when = s
+                    .registered_at_unix_ms
+                    .map(|t| UnixMillis(t).rfc3339())
+                    .unwrap_or_default();
+                let contact = s
+                    .contact_point
+                    .as_ref()
+                    .map(|c| format!("{} {}", c.name, c.phone).trim().to_owned())
+                    .unwrap_or_default();
+                let mut parts = Vec::new();
+                for (name, value) in [
+                    ("category", category),
+                    ("severity", severity),
+                    ("step", step),
+                    ("since", when),
+                    ("contact", contact),
+                ] {
+                    if !value.is_empty() {
+                        parts.push(format!("{name} {value}"));
+                    }
+                }
+                if parts.is_empty() {
+                    parts.push("a signal (no further fields for this purpose)".into());
+                }
+                out.push_str(&format!("        - {}\n", parts.join("; ")));
+            }
+        }
+    }
+    for entry in &map.waakvlam {
+        out.push_str(&format!(
+            "waakvlam until {}, next check-in {}\n",
+            UnixMillis(entry.until_unix_ms).rfc3339(),
+            UnixMillis(entry.next_check_in_unix_ms).rfc3339()
+        ));
+    }
+    for u in &map.unavailable {
+        out.push_str(&format!("unavailable: {} ({})\n", u.name, u.reason));
+    }
+    out
+}
+
+/// A reconciliation, for people.
+pub fn render_reconciliation(report: &crate::audit::reconcile::Reconciliation) -> String {
+    if report.clean() {
+        return format!(
+            "reconciled: {} nodes, {} recorded exchanges, every one on record at both ends",
+            report.nodes, report.exchanges
+        );
+    }
+    let mut out = format!(
+        "NOT reconciled: {} of {} exchanges are on record at one end only:\n",
+        report.one_sided.len(),
+        report.exchanges
+    );
+    for one in &report.one_sided {
+        out.push_str(&format!(
+            "  transaction {}: {} recorded {} with {} (event {}, {}), which has no record of it\n",
+            one.transaction,
+            one.logged_by,
+            one.action,
+            one.counterpart,
+            one.index,
+            one.time.rfc3339()
+        ));
+    }
+    out
+}

@@ -11,18 +11,17 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tonic::Code;
-
-use crate::api::client::{LocalClient, prove_event, prove_extends, verify_remote};
+use crate::api::client::{ClientError, verify_remote};
 use crate::api::proto;
-use crate::audit::{NoteVerifier, Verifier, checkpoint, verify};
+use crate::audit::Verifier;
 use crate::auth::{Principal, Principals, new_token, token_hash};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{AuditSettings, Config, ContactPoint, LogFormat, Organisation, default_origin};
+use crate::devnet::{DevFederation, DevMember, RunningFederation};
+use crate::directory::NodeRole;
 use crate::domain::{ContactPointId, Oin, OrgType, PrincipalId, Role, UnixMillis};
-use crate::node::RunningNode;
 use crate::pki::{DevCa, NodeCertRequest};
-use crate::store::{SledStore, StoreOptions};
+use crate::store::StoreOptions;
 use crate::tls::TlsIdentity;
 
 #[derive(Debug, thiserror::Error)]
@@ -178,33 +177,145 @@ impl Story {
 
 const CHILD: &str = "111222333";
 const MOTHER: &str = "123456782";
-const OTHER_CHILD: &str = "999999990";
+const FATHER: &str = "999999990";
 
-fn expect_refusal<T: std::fmt::Debug>(
-    story: &Story,
-    what: &str,
-    result: Result<tonic::Response<T>, tonic::Status>,
-    code: Code,
-) -> Result<(), DemoError> {
-    match result {
-        Err(status) if status.code() == code => {
-            story.line(format!(
-                "{what}: refused, {:?}: {}",
-                status.code(),
-                status.message()
-            ));
-            Ok(())
-        }
-        other => Err(DemoError::Scenario(format!(
-            "{what}: expected {code:?}, got {other:?}"
-        ))),
+fn scenario(e: impl std::fmt::Display) -> DemoError {
+    DemoError::Scenario(e.to_string())
+}
+
+/// The members of the demo federation, in start order.
+pub fn demo_members() -> Vec<DevMember> {
+    use NodeRole::*;
+    let fg = |o: DevOrganisation| o.principal("fg", &[Role::PrivacyOfficer]);
+    vec![
+        DevMember::new(
+            "authority",
+            fg(DevOrganisation::new(
+                "Federatiebeheer Samen Veilig",
+                "00000001820000000300",
+                OrgType::FederationService,
+            )),
+            &[Authority],
+        ),
+        DevMember::new(
+            "pseudonyms",
+            fg(DevOrganisation::new(
+                "Pseudoniemdienst Samen Veilig",
+                "00000001820000000200",
+                OrgType::FederationService,
+            )),
+            &[PseudonymService],
+        ),
+        DevMember::new(
+            "index",
+            fg(DevOrganisation::new(
+                "Verwijsindex Samen Veilig",
+                "00000001820000000100",
+                OrgType::FederationService,
+            )),
+            &[Index],
+        ),
+        DevMember::new(
+            "veilig-thuis",
+            fg(DevOrganisation::new(
+                "Veilig Thuis Gelderland-Midden",
+                "00000001820000004000",
+                OrgType::VeiligThuis,
+            ))
+            .principal("l.smit", &[Role::Analyst, Role::Coordinator]),
+            &[Organisation],
+        ),
+        DevMember::new(
+            "school",
+            fg(DevOrganisation::new(
+                "Basisschool De Regenboog",
+                "00000001820000001000",
+                OrgType::School,
+            ))
+            .principal("m.jansen", &[Role::Signaler, Role::Coordinator]),
+            &[Organisation],
+        ),
+        DevMember::new(
+            "ggd",
+            fg(DevOrganisation::new(
+                "GGD Gelderland-Zuid",
+                "00000001820000002000",
+                OrgType::Ggd,
+            ))
+            .principal("a.devries", &[Role::Signaler]),
+            &[Organisation],
+        ),
+        DevMember::new(
+            "huisarts",
+            fg(DevOrganisation::new(
+                "Huisartsenpraktijk Presikhaaf",
+                "00000001820000005000",
+                OrgType::Huisarts,
+            ))
+            .principal("h.bos", &[Role::Signaler]),
+            &[Organisation],
+        ),
+        DevMember::new(
+            "lokaal-team",
+            fg(DevOrganisation::new(
+                "Lokaal team Arnhem-Oost",
+                "00000001820000006000",
+                OrgType::LocalTeam,
+            ))
+            .principal("p.smit", &[Role::Coordinator, Role::Signaler]),
+            &[Organisation],
+        ),
+        DevMember::new(
+            "reclassering",
+            fg(DevOrganisation::new(
+                "Reclassering Nederland, unit Arnhem",
+                "00000001820000003000",
+                OrgType::Probation,
+            ))
+            .principal("r.bakker", &[Role::Signaler]),
+            &[Organisation],
+        ),
+    ]
+}
+
+fn register(
+    subject: &str,
+    related: &[(&str, proto::Relation)],
+    category: proto::Category,
+    severity: proto::Severity,
+) -> proto::RegisterRequest {
+    proto::RegisterRequest {
+        subject_bsn: subject.into(),
+        related: related
+            .iter()
+            .map(|(bsn, relation)| proto::RelatedPerson {
+                bsn: (*bsn).into(),
+                relation: *relation as i32,
+            })
+            .collect(),
+        category: category as i32,
+        severity: severity as i32,
+        meldcode_step: proto::MeldcodeStep::Signalen as i32,
+        contact_point: "aandachtsfunctionaris".into(),
     }
 }
 
-/// Runs the demo: start, scenario, and either shut down and verify, or serve.
+type Watch = tonic::Streaming<proto::MatchEvent>;
+
+/// The next notice on a subscriber's stream, within a few seconds.
+async fn next_notice(watch: &mut Watch) -> Result<proto::MatchEvent, DemoError> {
+    tokio::time::timeout(Duration::from_secs(10), watch.message())
+        .await
+        .map_err(|_| scenario("no notice arrived within ten seconds"))?
+        .map_err(|e| scenario(format!("notice stream: {e}")))?
+        .ok_or_else(|| scenario("the notice stream ended"))
+}
+
+/// Runs the demo: start the federation, play the story, verify and reconcile, then stop
+/// (or serve until Ctrl-C).
 pub async fn run(args: DemoArgs) -> Result<ExitCode, DemoError> {
     let temp;
-    let data_dir = match &args.data_dir {
+    let base = match &args.data_dir {
         Some(dir) => dir.clone(),
         None => {
             temp = tempfile::Builder::new()
@@ -215,282 +326,390 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, DemoError> {
         }
     };
     let clock: SharedClock = Arc::new(SystemClock);
-    let ca = DevCa::generate("kring demo CA").map_err(setup)?;
-    let school = DevOrganisation::new(
-        "Basisschool De Regenboog",
-        "00000001820000001000",
-        OrgType::School,
-    )
-    .principal("m.jansen", &[Role::Signaler, Role::Coordinator])
-    .principal("fg.bakker", &[Role::PrivacyOfficer]);
-    let dev = dev_node(&ca, &school, &data_dir.join("school"))?;
-    let store_dir = dev.config.data_dir.join("store");
-    let node = RunningNode::start(dev.config, clock).await?;
-    let address = node.local_addr().to_string();
-    let key = node.audit_key().clone();
+    let planned = DevFederation::plan(&demo_members(), &base, clock.now())?;
+    let federation = planned.start(clock.clone()).await?;
 
-    println!("kring demo: one organisation node on loopback, real gRPC over TLS, a real store.");
-    println!(
-        "Organisation: {} (school, ring \"{}\")",
-        school.name,
-        OrgType::School.ring().label()
-    );
-    println!(
-        "Listening on {address}; audit log verifier key:\n   {}",
-        node.verifier_key()
-    );
-
-    let roots = crate::tls::roots_from_pem(ca.cert_pem().as_bytes()).map_err(DemoError::Setup)?;
-    let teacher =
-        LocalClient::connect(&address, "localhost", roots, Some(&dev.tokens["m.jansen"])).await?;
-    let officer = teacher.with_token(Some(&dev.tokens["fg.bakker"]))?;
-    let anonymous = teacher.with_token(None)?;
+    println!("kring demo: a whole federation in one process, every node a real gRPC server on");
+    println!("loopback with its own certificate, store and audit log; nodes talk mutual TLS,");
+    println!("pinned in a directory signed by the authority.\n");
+    for (key, node) in &federation.nodes {
+        let member = federation.nodes[key]
+            .federation()
+            .and_then(|f| f.directory().member(&node.organisation()).cloned());
+        if let Some(m) = member {
+            println!(
+                "   {:<40} {:<20} ring: {:<46} peer {}",
+                m.name,
+                m.org_type.to_string(),
+                m.org_type.ring().label(),
+                node.peer_addr().map(|a| a.to_string()).unwrap_or_default()
+            );
+        }
+    }
 
     let mut story = Story { step: 0 };
-    let scenario = play(&mut story, &teacher, &officer, &anonymous, &key).await;
-    if let Err(e) = scenario {
-        let _ = node.shutdown().await;
+    let played = play(&mut story, &federation).await;
+    let result = match played {
+        Ok(()) => verify_all(&mut story, &federation).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        let _ = federation.shutdown().await;
         return Err(e);
     }
-
     if args.serve {
-        let ca_path = data_dir.join("ca.crt");
-        std::fs::write(&ca_path, ca.cert_pem()).map_err(setup)?;
-        println!("\nServing until Ctrl-C. Try, for example:");
+        let ca_path = base.join("ca.crt");
+        std::fs::write(&ca_path, federation.ca.cert_pem()).map_err(setup)?;
+        println!("\nServing until Ctrl-C. Every node's local API, with its principals' tokens:");
+        for (key, node) in &federation.nodes {
+            println!("   {key:<14} {}", node.local_addr());
+            for (principal, token) in &federation.tokens[key] {
+                println!("      {principal:<10} {token}");
+            }
+        }
+        println!("   CA certificate: {}", ca_path.display());
         println!(
-            "   export KRING_NODE={address} KRING_CA={}",
+            "   e.g. KRING_CA={} KRING_NODE=<address> KRING_TOKEN=<token> kring signal list",
             ca_path.display()
         );
-        println!(
-            "   export KRING_TOKEN={}   # m.jansen, signaler",
-            dev.tokens["m.jansen"]
-        );
-        println!("   kring signal list");
-        println!(
-            "   KRING_TOKEN={} kring audit search --action signal.register",
-            dev.tokens["fg.bakker"]
-        );
-        println!("   grpcurl -cacert {} {address} list", ca_path.display());
         crate::cli_support::wait_for_signal().await;
     }
-
-    story.step("The node stops gracefully, and a privacy officer verifies its store offline");
-    node.shutdown().await?;
-    let store = SledStore::open(&store_dir, &StoreOptions::default()).map_err(setup)?;
-    let report = verify::verify_store(
-        &store,
-        &Verifier::new(Some(key.clone())).expect_origin(key.name()),
-        None,
+    federation.shutdown().await?;
+    println!(
+        "\nDone: the federation stopped gracefully; every exchange above is on record at both ends."
     );
-    story.line(crate::cli_support::render_report(&report));
-    if !report.ok() {
-        return Err(DemoError::Scenario("the stored log does not verify".into()));
-    }
-    println!("\nDone: every step above was audited, and the log proves it.");
     Ok(ExitCode::SUCCESS)
 }
 
-async fn play(
-    story: &mut Story,
-    teacher: &LocalClient,
-    officer: &LocalClient,
-    anonymous: &LocalClient,
-    key: &NoteVerifier,
-) -> Result<(), DemoError> {
-    let mut signals = teacher.signals.clone();
+async fn play(story: &mut Story, federation: &RunningFederation) -> Result<(), DemoError> {
+    let mut school = federation.client("school", "m.jansen").await?;
+    let mut ggd = federation.client("ggd", "a.devries").await?;
+    let mut reclassering = federation.client("reclassering", "r.bakker").await?;
+    let mut lokaal_team = federation.client("lokaal-team", "p.smit").await?;
+    let mut vt = federation.client("veilig-thuis", "l.smit").await?;
+    let mut watch_school = school
+        .signals
+        .watch_matches(proto::WatchMatchesRequest { after_cursor: 0 })
+        .await
+        .map_err(ClientError::from)?
+        .into_inner();
+    let mut watch_ggd = ggd
+        .signals
+        .watch_matches(proto::WatchMatchesRequest { after_cursor: 0 })
+        .await
+        .map_err(ClientError::from)?
+        .into_inner();
 
-    story.step("The aandachtsfunctionaris registers a worry (niet-pluis) about a child");
-    let registered = signals
-        .register(proto::RegisterRequest {
-            subject_bsn: CHILD.into(),
-            related: vec![proto::RelatedPerson {
-                bsn: MOTHER.into(),
-                relation: proto::Relation::Parent as i32,
-            }],
-            category: proto::Category::NietPluis as i32,
-            severity: proto::Severity::NietPluis as i32,
-            meldcode_step: proto::MeldcodeStep::Signalen as i32,
-            contact_point: "aandachtsfunctionaris".into(),
+    story.step("The school's aandachtsfunctionaris worries about a child (niet-pluis)");
+    let school_signal = school
+        .signals
+        .register(register(
+            CHILD,
+            &[(MOTHER, proto::Relation::Parent)],
+            proto::Category::NietPluis,
+            proto::Severity::NietPluis,
+        ))
+        .await
+        .map_err(ClientError::from)?
+        .into_inner()
+        .signal
+        .ok_or_else(|| scenario("no signal"))?;
+    story.line(format!(
+        "signal {} at the school; the child is only a pseudonym there ({:.10}…), the BSN is gone",
+        school_signal.id, school_signal.subject
+    ));
+
+    story.step("The GGD registers a signal on the mother");
+    ggd.signals
+        .register(register(
+            MOTHER,
+            &[(CHILD, proto::Relation::Child)],
+            proto::Category::Psychological,
+            proto::Severity::Zorg,
+        ))
+        .await
+        .map_err(ClientError::from)?;
+    story.line("both organisations are told, each on its subscriber stream:");
+    story.line(format!(
+        "school: {}",
+        crate::cli_support::render_match_event(&next_notice(&mut watch_school).await?)
+    ));
+    story.line(format!(
+        "GGD:    {}",
+        crate::cli_support::render_match_event(&next_notice(&mut watch_ggd).await?)
+    ));
+    story.line(
+        "(neither learns the other's category or severity: who, their ring, how to reach them)",
+    );
+
+    story.step("Reclassering registers on the father, the mother's ex-partner");
+    reclassering
+        .signals
+        .register(register(
+            FATHER,
+            &[
+                (MOTHER, proto::Relation::ExPartner),
+                (CHILD, proto::Relation::Child),
+            ],
+            proto::Category::CoerciveControl,
+            proto::Severity::Ernstig,
+        ))
+        .await
+        .map_err(ClientError::from)?;
+    story.line(format!(
+        "school: {}",
+        crate::cli_support::render_match_event(&next_notice(&mut watch_school).await?)
+    ));
+    story.line(format!(
+        "GGD:    {}",
+        crate::cli_support::render_match_event(&next_notice(&mut watch_ggd).await?)
+    ));
+
+    story.step("The local team claims regie: one coordinator for the family, visible to all");
+    let regie = lokaal_team
+        .cases
+        .claim_regie(proto::CaseRequest {
+            person_bsn: CHILD.into(),
         })
         .await
-        .map_err(crate::api::client::ClientError::from)?
+        .map_err(ClientError::from)?
         .into_inner();
-    let signal = registered
-        .signal
-        .ok_or_else(|| DemoError::Scenario("no signal returned".into()))?;
     story.line(format!(
-        "signal {} registered; the child is stored only as pseudonym {:.12}…, the mother as {:.12}…",
-        signal.id, signal.subject, signal.related[0].pseudonym
+        "regie held by {}",
+        regie.regie.map(|r| r.holder_oin).unwrap_or_default()
     ));
     story.line(format!(
-        "it expires on {} (two years), transaction {}",
-        UnixMillis(signal.expires_at_unix_ms).rfc3339(),
-        registered.transaction_id
+        "school: {}",
+        crate::cli_support::render_match_event(&next_notice(&mut watch_school).await?)
     ));
+    let second = school
+        .cases
+        .claim_regie(proto::CaseRequest {
+            person_bsn: MOTHER.into(),
+        })
+        .await;
+    match second {
+        Err(status) => story.line(format!(
+            "a second claim, by the school's coordinator, is refused: {:?}: {}",
+            status.code(),
+            status.message()
+        )),
+        Ok(_) => return Err(scenario("a second regie claim went through")),
+    }
 
-    story.step("After collegial consultation the worry grows: meldcode step 2, severity zorg");
-    let updated = signals
+    story.step("The school reaches meldcode step 5 and reports to Veilig Thuis");
+    school
+        .signals
         .update(proto::UpdateRequest {
-            signal_id: signal.id.clone(),
-            meldcode_step: Some(proto::MeldcodeStep::Consultatie as i32),
-            severity: Some(proto::Severity::Zorg as i32),
-            expected_version: signal.version,
+            signal_id: school_signal.id.clone(),
+            meldcode_step: Some(proto::MeldcodeStep::Beslissen as i32),
+            severity: Some(proto::Severity::Ernstig as i32),
+            expected_version: 0,
         })
         .await
-        .map_err(crate::api::client::ClientError::from)?
-        .into_inner()
-        .signal
-        .ok_or_else(|| DemoError::Scenario("no signal returned".into()))?;
-    story.line(crate::cli_support::render_signal(&updated));
-
-    story.step("Bad input is refused precisely, changes nothing, and is audited");
-    let mut bad = proto::RegisterRequest {
-        subject_bsn: "123456789".into(),
-        category: proto::Category::Neglect as i32,
-        severity: proto::Severity::Zorg as i32,
-        meldcode_step: proto::MeldcodeStep::Signalen as i32,
-        contact_point: "aandachtsfunctionaris".into(),
-        ..Default::default()
-    };
-    expect_refusal(
-        story,
-        "a BSN that fails the elfproef",
-        signals.register(bad.clone()).await,
-        Code::InvalidArgument,
-    )?;
-    bad.subject_bsn = OTHER_CHILD.into();
-    bad.category = 99;
-    expect_refusal(
-        story,
-        "an unknown category",
-        signals.register(bad.clone()).await,
-        Code::InvalidArgument,
-    )?;
-    bad.category = proto::Category::Neglect as i32;
-    expect_refusal(
-        story,
-        "the privacy officer trying to register",
-        officer.signals.clone().register(bad.clone()).await,
-        Code::PermissionDenied,
-    )?;
-    expect_refusal(
-        story,
-        "a call without a token",
-        anonymous.signals.clone().register(bad.clone()).await,
-        Code::Unauthenticated,
-    )?;
-    let mut oversized = bad.clone();
-    oversized.contact_point = "x".repeat(crate::config::DEFAULT_MAX_MESSAGE_BYTES + 1);
-    expect_refusal(
-        story,
-        "an oversized message",
-        signals.register(oversized).await,
-        Code::ResourceExhausted,
-    )?;
-
-    story.step("A signal registered on the wrong child is withdrawn at once (unfounded)");
-    let mistaken = signals
-        .register(bad)
-        .await
-        .map_err(crate::api::client::ClientError::from)?
-        .into_inner()
-        .signal
-        .ok_or_else(|| DemoError::Scenario("no signal returned".into()))?;
-    let withdrawn = signals
-        .withdraw(proto::WithdrawRequest {
-            signal_id: mistaken.id.clone(),
-            reason: proto::WithdrawReason::Unfounded as i32,
+        .map_err(ClientError::from)?;
+    let report = school
+        .signals
+        .report_to_veilig_thuis(proto::ReportRequest {
+            signal_id: school_signal.id.clone(),
+            subject_bsn: CHILD.into(),
         })
         .await
-        .map_err(crate::api::client::ClientError::from)?
+        .map_err(ClientError::from)?
         .into_inner();
     story.line(format!(
-        "signal {} withdrawn and deleted",
-        withdrawn.signal_id
+        "melding queued for Veilig Thuis ({})",
+        report.veilig_thuis_oin
     ));
-
-    story.step("The school's list of active signals");
-    let list = signals
-        .list(proto::ListRequest::default())
-        .await
-        .map_err(crate::api::client::ClientError::from)?
-        .into_inner();
-    for s in &list.signals {
-        story.line(crate::cli_support::render_signal(s));
+    let mut received = Vec::new();
+    for _ in 0..100 {
+        received = vt
+            .cases
+            .list_meldingen(proto::ListMeldingenRequest {})
+            .await
+            .map_err(ClientError::from)?
+            .into_inner()
+            .meldingen;
+        if !received.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-
-    story.step("The privacy officer searches the audit log for everything about the child");
-    let mut audit = officer.audit.clone();
-    let found = audit
-        .search(proto::AuditSearchRequest {
-            subject_bsn: Some(CHILD.into()),
-            ..Default::default()
-        })
-        .await
-        .map_err(crate::api::client::ClientError::from)?
-        .into_inner();
-    for event in &found.events {
-        story.line(crate::cli_support::render_event(event));
-    }
-    let refused = audit
-        .search(proto::AuditSearchRequest {
-            outcome: Some(proto::Outcome::Refused as i32),
-            ..Default::default()
-        })
-        .await
-        .map_err(crate::api::client::ClientError::from)?
-        .into_inner();
-    story.line(format!("and the refusals ({}):", refused.events.len()));
-    for event in &refused.events {
-        story.line(crate::cli_support::render_event(event));
-    }
-
-    story.step("A signed checkpoint, kept by the officer for later");
-    let earlier = audit
-        .checkpoint(proto::CheckpointRequest {})
-        .await
-        .map_err(crate::api::client::ClientError::from)?
-        .into_inner();
-    story.line(&earlier.signed_note);
-    let earlier = checkpoint::open(key, &earlier.signed_note)
-        .map_err(|e| DemoError::Scenario(format!("checkpoint: {e}")))?;
-
-    story.step("Proof that the registration is in the log, checked with the pinned key alone");
-    let first = found
-        .events
+    let melding = received
         .first()
-        .ok_or_else(|| DemoError::Scenario("no events about the child".into()))?;
-    let proven = prove_event(&mut audit, key, first.index).await?;
+        .and_then(|m| m.melding.clone())
+        .ok_or_else(|| scenario("Veilig Thuis received no melding"))?;
     story.line(format!(
-        "event {} is leaf {} of the signed tree of {} events ({} proof hashes): verified",
-        proven.event.object, first.index, proven.checkpoint.size, proven.proof_hashes
+        "Veilig Thuis acknowledged the melding: {} / {}, reported by {} (contact: {})",
+        short_enum(
+            proto::Category::try_from(melding.category)
+                .ok()
+                .map(|c| c.as_str_name()),
+            "CATEGORY_"
+        ),
+        short_enum(
+            proto::Severity::try_from(melding.severity)
+                .ok()
+                .map(|c| c.as_str_name()),
+            "SEVERITY_"
+        ),
+        melding.reported_by,
+        melding.contact_point.map(|c| c.name).unwrap_or_default()
     ));
 
-    story.step("More work happens; the officer checks the log still extends the saved checkpoint");
-    signals
-        .list(proto::ListRequest {
-            person_bsn: Some(MOTHER.into()),
-            ..Default::default()
+    story.step("Veilig Thuis asks for the linked signals, for its safety assessment");
+    let map = vt
+        .cases
+        .linked_signals(proto::LinkedSignalsRequest {
+            purpose: proto::Purpose::VtTriage as i32,
+            person_bsn: CHILD.into(),
+            household: true,
         })
         .await
-        .map_err(crate::api::client::ClientError::from)?;
-    let (latest, hashes) = prove_extends(&mut audit, key, &earlier).await?;
-    story.line(format!(
-        "the log at {} events extends the checkpoint at {} ({hashes} proof hashes): verified",
-        latest.size, earlier.size
-    ));
+        .map_err(ClientError::from)?
+        .into_inner();
+    story.line(crate::cli_support::render_map(&map));
+    let refused = school
+        .cases
+        .linked_signals(proto::LinkedSignalsRequest {
+            purpose: proto::Purpose::VtTriage as i32,
+            person_bsn: CHILD.into(),
+            household: true,
+        })
+        .await;
+    match refused {
+        Err(status) => story.line(format!(
+            "the school asking the same is refused: {:?}: {}",
+            status.code(),
+            status.message()
+        )),
+        Ok(_) => return Err(scenario("the school got a triage map")),
+    }
 
-    story.step("The officer downloads the whole log and verifies it end to end");
-    let report = verify_remote(
-        &mut audit,
-        &Verifier::new(Some(key.clone()))
-            .expect_origin(key.name())
-            .trust(earlier),
-    )
-    .await?;
-    story.line(crate::cli_support::render_report(&report));
-    if !report.ok() {
-        return Err(DemoError::Scenario("the log does not verify".into()));
+    story.step("Acute danger: Veilig Thuis breaks the glass for the mother");
+    let emergency = vt
+        .cases
+        .break_glass(proto::BreakGlassRequest {
+            person_bsn: MOTHER.into(),
+            reason: proto::BreakGlassReason::AcuteDangerAdult as i32,
+        })
+        .await
+        .map_err(ClientError::from)?
+        .into_inner();
+    story.line(crate::cli_support::render_map(&emergency));
+
+    story.step("Each source's privacy officer reviews the break-glass access to its data");
+    for key in ["school", "ggd", "reclassering"] {
+        let mut officer = federation.client(key, "fg").await?;
+        let queue = officer
+            .audit
+            .break_glass_queue(proto::BreakGlassQueueRequest {
+                include_reviewed: false,
+            })
+            .await
+            .map_err(ClientError::from)?
+            .into_inner();
+        let item = queue
+            .items
+            .first()
+            .ok_or_else(|| scenario(format!("no break-glass item at {key}")))?;
+        let reviewed = officer
+            .audit
+            .review_break_glass(proto::ReviewBreakGlassRequest {
+                id: item.id.clone(),
+                outcome: proto::ReviewOutcome::Justified as i32,
+                reason: proto::ReviewReason::AcuteDangerConfirmed as i32,
+            })
+            .await
+            .map_err(ClientError::from)?
+            .into_inner();
+        story.line(format!(
+            "{key}: {} by {} ({}) for {} signal(s): reviewed as justified by {}",
+            short_enum(
+                proto::BreakGlassReason::try_from(item.reason)
+                    .ok()
+                    .map(|r| r.as_str_name()),
+                "BREAK_GLASS_REASON_"
+            ),
+            item.requester_name,
+            item.requester_user,
+            item.signal_ids.len(),
+            reviewed.item.map(|i| i.reviewed_by).unwrap_or_default()
+        ));
     }
     Ok(())
+}
+
+fn short_enum(name: Option<&str>, prefix: &str) -> String {
+    name.map(|n| n.trim_start_matches(prefix).to_lowercase())
+        .unwrap_or_default()
+}
+
+/// Every node's log verified over its audit API against the key pinned in the directory, and
+/// the exchanges between them reconciled.
+async fn verify_all(story: &mut Story, federation: &RunningFederation) -> Result<(), DemoError> {
+    story.step("Every node's audit log verifies, and the two sides of every exchange agree");
+    let directory = federation
+        .nodes
+        .values()
+        .next()
+        .and_then(|n| n.federation().map(|f| f.directory()))
+        .ok_or_else(|| scenario("no directory"))?;
+    let mut logs = Vec::new();
+    for (key, node) in &federation.nodes {
+        let member = directory
+            .member(&node.organisation())
+            .ok_or_else(|| scenario(format!("{key} is not in the directory")))?;
+        let key_pin = member.audit_verifier().map_err(scenario)?;
+        let mut officer = federation.client(key, "fg").await?;
+        officer
+            .audit
+            .checkpoint(proto::CheckpointRequest {})
+            .await
+            .map_err(ClientError::from)?;
+        let report = verify_remote(
+            &mut officer.audit,
+            &Verifier::new(Some(key_pin.clone())).expect_origin(key_pin.name()),
+        )
+        .await?;
+        story.line(format!(
+            "{:<40} {}",
+            member.name,
+            crate::cli_support::render_report(&report)
+        ));
+        if !report.ok() {
+            return Err(scenario(format!("{key}'s log does not verify")));
+        }
+        logs.push((
+            node.organisation(),
+            export_events(&mut officer.audit).await?,
+        ));
+    }
+    let reconciliation = crate::audit::reconcile::reconcile(&logs, None, None);
+    story.line(crate::cli_support::render_reconciliation(&reconciliation));
+    if !reconciliation.clean() {
+        return Err(scenario("the logs do not reconcile"));
+    }
+    Ok(())
+}
+
+/// Every event of a node's durable log, through its audit API.
+pub async fn export_events(
+    audit: &mut crate::api::client::Audit,
+) -> Result<Vec<crate::domain::AuditEvent>, DemoError> {
+    let mut stream = audit
+        .export(proto::ExportRequest {
+            from_index: 0,
+            until_index: 0,
+        })
+        .await
+        .map_err(ClientError::from)?
+        .into_inner();
+    let mut events = Vec::new();
+    while let Some(chunk) = stream.message().await.map_err(ClientError::from)? {
+        for event in chunk.events {
+            events.push(crate::audit::event::decode(&event.canonical).map_err(scenario)?);
+        }
+    }
+    Ok(events)
 }

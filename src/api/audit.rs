@@ -524,8 +524,7 @@ impl proto::audit_server::Audit for AuditApi {
                             Purpose::AuditReview.local_legal_basis(),
                         )
                         .subjects(subjects)
-                        .counterpart(item.requester)
-                        .object(format!("break_glass:{id}"))
+                        .object(format!("break_glass:{id} requester:{}", item.requester))
                         .reason(format!("{outcome}: {reason}")),
                     );
                     Ok(item)

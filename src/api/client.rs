@@ -11,6 +11,7 @@ use tonic::{Request, Status};
 
 use super::proto;
 use super::proto::audit_client::AuditClient;
+use super::proto::cases_client::CasesClient;
 use super::proto::signals_client::SignalsClient;
 use crate::audit::merkle::{self, Hash32};
 use crate::audit::{NoteVerifier, Report, SignedCheckpoint, Verifier, checkpoint};
@@ -45,12 +46,14 @@ impl Interceptor for Bearer {
 
 pub type Signals = SignalsClient<InterceptedService<Channel, Bearer>>;
 pub type Audit = AuditClient<InterceptedService<Channel, Bearer>>;
+pub type Cases = CasesClient<InterceptedService<Channel, Bearer>>;
 
 #[derive(Debug, Clone)]
 pub struct LocalClient {
     channel: Channel,
     pub signals: Signals,
     pub audit: Audit,
+    pub cases: Cases,
 }
 
 impl LocalClient {
@@ -81,7 +84,8 @@ impl LocalClient {
         let bearer = Bearer(bearer);
         Ok(LocalClient {
             signals: SignalsClient::with_interceptor(channel.clone(), bearer.clone()),
-            audit: AuditClient::with_interceptor(channel.clone(), bearer),
+            audit: AuditClient::with_interceptor(channel.clone(), bearer.clone()),
+            cases: CasesClient::with_interceptor(channel.clone(), bearer),
             channel,
         })
     }

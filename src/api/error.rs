@@ -183,15 +183,15 @@ impl From<crate::index::IndexError> for ApiError {
 
 impl From<crate::federation::PeerError> for ApiError {
     fn from(e: crate::federation::PeerError) -> Self {
+        // A peer's refusal keeps its code and its own message, which names the rule there.
         match e {
-            crate::federation::PeerError::Refused { ref code, .. }
-                if code == "permission_denied" =>
-            {
-                ApiError::Policy(e.to_string())
-            }
-            crate::federation::PeerError::Refused { .. } => {
-                ApiError::FailedPrecondition(e.to_string())
-            }
+            crate::federation::PeerError::Refused { code, message, .. } => match code.as_str() {
+                "permission_denied" => {
+                    ApiError::Policy(message.trim_start_matches("policy: ").to_owned())
+                }
+                "not_found" => ApiError::NotFound(message),
+                _ => ApiError::FailedPrecondition(message),
+            },
             crate::federation::PeerError::Unavailable { .. } => {
                 ApiError::Unavailable(e.to_string())
             }

@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod event;
 pub mod merkle;
 pub mod note;
+pub mod reconcile;
 pub mod search;
 pub mod verify;
 

@@ -38,8 +38,8 @@ pub enum IndexError {
     Denied(#[from] Denial),
     #[error("purpose {0}: household expansion is not allowed")]
     HouseholdNotAllowed(Purpose),
-    #[error("regie is held by {holder}")]
-    RegieHeld { holder: Oin },
+    #[error("held by {name} ({holder})")]
+    RegieHeld { holder: Oin, name: String },
     #[error("{0} holds no regie for this person or household")]
     NoRegie(Oin),
     #[error("days: must be between 1 and {max}")]
@@ -439,10 +439,15 @@ impl IndexService {
                 let regie = if claim {
                     match held {
                         Some((_, regie)) if regie.holder != requester => {
+                            let name = directory
+                                .member(&regie.holder)
+                                .map(|m| m.name.clone())
+                                .unwrap_or_default();
                             return refuse(
                                 txn,
                                 IndexError::RegieHeld {
                                     holder: regie.holder,
+                                    name,
                                 },
                             );
                         }
