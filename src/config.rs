@@ -58,7 +58,10 @@ struct RawFederation {
     tls_cert: PathBuf,
     tls_key: PathBuf,
     ca: PathBuf,
-    authority_key: String,
+    /// The authority's verifier key inline (`name+keyid+key`), or
+    authority_key: Option<String>,
+    /// a file holding it (as `kring directory authority-key` prints it).
+    authority_key_file: Option<PathBuf>,
     directory: PathBuf,
     roles: Vec<String>,
     pseudonym_key: Option<PathBuf>,
@@ -457,8 +460,37 @@ fn validate_federation(
     }
     let ca =
         crate::tls::load_roots(&resolve(base, &raw.ca)).map_err(|e| invalid("federation.ca", e))?;
-    let authority = crate::audit::NoteVerifier::parse(&raw.authority_key)
-        .map_err(|e| invalid("federation.authority_key", e))?;
+    let authority = match (&raw.authority_key, &raw.authority_key_file) {
+        (Some(inline), None) => crate::audit::NoteVerifier::parse(inline.trim())
+            .map_err(|e| invalid("federation.authority_key", e))?,
+        (None, Some(path)) => {
+            let path = resolve(base, path);
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                invalid(
+                    "federation.authority_key_file",
+                    format!("{}: {e}", path.display()),
+                )
+            })?;
+            crate::audit::NoteVerifier::parse(text.trim()).map_err(|e| {
+                invalid(
+                    "federation.authority_key_file",
+                    format!("{}: {e}", path.display()),
+                )
+            })?
+        }
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "federation.authority_key",
+                "give authority_key or authority_key_file, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(invalid(
+                "federation.authority_key",
+                "authority_key or authority_key_file is required",
+            ));
+        }
+    };
     let directory_file = resolve(base, &raw.directory);
     if !directory_file.is_file() {
         return Err(invalid(
