@@ -1,5 +1,7 @@
 //! `kring audit`: a privacy officer's tools. `verify` trusts only the pinned verifier key and
-//! checkpoints saved before, whether it reads a store or a node over the API.
+//! checkpoints saved before, whether it reads a store or a node over the API. `break-glass`
+//! and `review` work the review queue of emergency disclosures; `reconcile` compares the logs
+//! of several nodes and names every exchange on record at one end only.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -13,8 +15,8 @@ use crate::api::client::{prove_event, prove_extends, verify_remote};
 use crate::api::convert;
 use crate::api::proto;
 use crate::audit::{NoteVerifier, Verifier, checkpoint, verify};
-use crate::cli_support::{render_event, render_report};
-use crate::domain::{Action, Outcome, Purpose};
+use crate::cli_support::{render_event, render_reconciliation, render_report};
+use crate::domain::{Action, Oin, Outcome, Purpose, ReviewOutcome, ReviewReason, UnixMillis};
 use crate::store::{SledStore, StoreOptions};
 
 #[derive(Debug, Subcommand)]
@@ -58,6 +60,101 @@ pub enum AuditCommand {
         #[arg(long, default_value_t = 0)]
         until: u64,
     },
+    /// Break-glass disclosures of this organisation's data awaiting review (with --all, the
+    /// reviewed ones too).
+    BreakGlass {
+        #[command(flatten)]
+        connection: Connection,
+        /// Include the items already reviewed.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Records the review of a break-glass disclosure.
+    Review(ReviewArgs),
+    /// Compares the audit logs of two or more running nodes and reports every exchange that
+    /// one node recorded with another and the other did not. Exits 2 when any is found.
+    Reconcile(ReconcileArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReviewArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// The break-glass item's id, from `kring audit break-glass`.
+    #[arg(long)]
+    id: String,
+    /// justified or unjustified.
+    #[arg(long)]
+    outcome: ReviewOutcome,
+    /// acute_danger_confirmed, proportionate, no_acute_danger, wrong_person, excessive_scope,
+    /// other.
+    #[arg(long)]
+    reason: ReviewReason,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Each node is given as HOST:PORT=TOKEN: its local listener and a privacy officer's bearer token
+there. The node's organisation (OIN) is learnt from its own log, from the actor of its
+node.started events; two nodes of one organisation are refused. The server name checked in each
+node's certificate is HOST. Tokens on a command line are visible to other users of the machine:
+use example tokens only, or run this where that does not matter.
+
+Example:
+  kring audit reconcile --ca pki/ca.crt \\
+      --node 127.0.0.1:7404=$SCHOOL_FG --node 127.0.0.1:7405=$GGD_FG --node 127.0.0.1:7402=$INDEX_FG")]
+pub struct ReconcileArgs {
+    /// A node to reconcile, HOST:PORT=TOKEN; give two or more.
+    #[arg(long = "node", value_name = "HOST:PORT=TOKEN", required = true)]
+    nodes: Vec<NodeToken>,
+    /// Only exchanges recorded at or after this time (Unix milliseconds).
+    #[arg(long)]
+    from_unix_ms: Option<i64>,
+    /// Only exchanges recorded before this time (Unix milliseconds); default: the moment the
+    /// comparison begins, so that an exchange in flight while the logs are fetched is not
+    /// reported as one-sided.
+    #[arg(long)]
+    until_unix_ms: Option<i64>,
+    /// The CA certificate (PEM) that every node's certificate chains to.
+    #[arg(long, env = "KRING_CA")]
+    ca: PathBuf,
+}
+
+/// `HOST:PORT=TOKEN`.
+#[derive(Debug, Clone)]
+struct NodeToken {
+    address: String,
+    host: String,
+    token: String,
+}
+
+impl std::str::FromStr for NodeToken {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<NodeToken, String> {
+        let (address, token) = text
+            .split_once('=')
+            .ok_or("must be HOST:PORT=TOKEN (no = found)")?;
+        let (host, port) = address
+            .rsplit_once(':')
+            .ok_or("must be HOST:PORT=TOKEN (no :PORT found)")?;
+        port.parse::<u16>()
+            .ok()
+            .filter(|port| *port != 0)
+            .ok_or("the port must be a number from 1 to 65535")?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err("the host is empty".into());
+        }
+        if token.is_empty() {
+            return Err("the token is empty".into());
+        }
+        Ok(NodeToken {
+            address: address.to_owned(),
+            host: host.to_owned(),
+            token: token.to_owned(),
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -249,6 +346,154 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        AuditCommand::BreakGlass { connection, all } => {
+            let mut client = connection.connect().await?;
+            let response = client
+                .audit
+                .break_glass_queue(proto::BreakGlassQueueRequest {
+                    include_reviewed: all,
+                })
+                .await?
+                .into_inner();
+            if response.items.is_empty() {
+                println!(
+                    "{}",
+                    if all {
+                        "no break-glass disclosures of this organisation's data"
+                    } else {
+                        "no break-glass disclosures awaiting review"
+                    }
+                );
+            }
+            for item in &response.items {
+                println!("{}", super::render::break_glass_item(item));
+            }
+        }
+        AuditCommand::Review(args) => {
+            let mut client = args.connection.connect().await?;
+            let response = client
+                .audit
+                .review_break_glass(proto::ReviewBreakGlassRequest {
+                    id: args.id,
+                    outcome: convert::review_outcome_to_proto(args.outcome) as i32,
+                    reason: convert::review_reason_to_proto(args.reason) as i32,
+                })
+                .await?
+                .into_inner();
+            match response.item {
+                Some(item) => println!("{}", super::render::break_glass_item(&item)),
+                None => anyhow::bail!("the node answered without the reviewed item"),
+            }
+        }
+        AuditCommand::Reconcile(args) => return reconcile(args).await,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The organisation whose log this is: the actor of its `node.started` events, which the
+/// node writes at every start under its own OIN.
+fn log_owner(address: &str, events: &[crate::domain::AuditEvent]) -> anyhow::Result<Oin> {
+    let mut owners = events
+        .iter()
+        .filter(|e| e.action == Action::NodeStarted)
+        .map(|e| e.actor.organisation)
+        .collect::<Vec<_>>();
+    owners.sort();
+    owners.dedup();
+    match owners.as_slice() {
+        [oin] => Ok(*oin),
+        [] => anyhow::bail!(
+            "{address}: its log has no node.started event, so its organisation is unknown"
+        ),
+        several => anyhow::bail!(
+            "{address}: its node.started events name {} organisations ({}); a log belongs to one",
+            several.len(),
+            several
+                .iter()
+                .map(Oin::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Every event of a node's durable log, decoded from the exact bytes it hashed.
+async fn export_events(
+    audit: &mut crate::api::client::Audit,
+) -> anyhow::Result<Vec<crate::domain::AuditEvent>> {
+    let mut stream = audit
+        .export(proto::ExportRequest {
+            from_index: 0,
+            until_index: 0,
+        })
+        .await?
+        .into_inner();
+    let mut events = Vec::new();
+    while let Some(chunk) = stream.message().await? {
+        for event in chunk.events {
+            events.push(
+                crate::audit::event::decode(&event.canonical)
+                    .with_context(|| format!("event {}", event.index))?,
+            );
+        }
+    }
+    Ok(events)
+}
+
+async fn reconcile(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
+    use crate::clock::Clock;
+    if args.nodes.len() < 2 {
+        anyhow::bail!("--node: give two or more nodes to reconcile");
+    }
+    let from = args.from_unix_ms.map(UnixMillis);
+    // Exchanges after this moment may be on record at a node exported earlier and not yet at
+    // one exported later; they are left to the next reconciliation.
+    let until = UnixMillis(
+        args.until_unix_ms
+            .unwrap_or(crate::clock::SystemClock.now().0),
+    );
+    if from.is_some_and(|from| from >= until) {
+        anyhow::bail!("--from-unix-ms must be before --until-unix-ms (or now)");
+    }
+    let roots =
+        crate::tls::load_roots(&args.ca).with_context(|| format!("--ca {}", args.ca.display()))?;
+    let mut logs: Vec<(Oin, Vec<crate::domain::AuditEvent>)> = Vec::new();
+    let mut addresses: Vec<&str> = Vec::new();
+    for node in &args.nodes {
+        let mut client = crate::api::client::LocalClient::connect(
+            &node.address,
+            &node.host,
+            roots.clone(),
+            Some(&node.token),
+        )
+        .await
+        .with_context(|| format!("connecting to {}", node.address))?;
+        let events = export_events(&mut client.audit)
+            .await
+            .with_context(|| format!("{}: exporting its audit log", node.address))?;
+        let oin = log_owner(&node.address, &events)?;
+        if let Some(i) = logs.iter().position(|(seen, _)| *seen == oin) {
+            anyhow::bail!(
+                "{} and {} are the same organisation ({oin}); give each node once",
+                addresses[i],
+                node.address
+            );
+        }
+        println!("{:<24} {oin}  {} events", node.address, events.len());
+        logs.push((oin, events));
+        addresses.push(&node.address);
+    }
+    println!(
+        "exchanges recorded from {} until {}",
+        from.map(UnixMillis::rfc3339)
+            .unwrap_or_else(|| "the beginning".into()),
+        until.rfc3339()
+    );
+    let report = crate::audit::reconcile::reconcile(&logs, from, Some(until));
+    println!("{}", render_reconciliation(&report).trim_end());
+    Ok(if report.clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }

@@ -2,10 +2,12 @@
 //! sets up logging. Nothing in the library imports `cli`.
 
 mod audit;
+mod cases;
 mod client;
 mod directory;
 mod node;
 mod pki;
+mod render;
 mod signal;
 
 use std::process::ExitCode;
@@ -37,10 +39,13 @@ enum Command {
     /// A development PKI: CA, node certificates, audit keys.
     #[command(subcommand)]
     Pki(pki::PkiCommand),
-    /// Register, update, withdraw and list signals at a node.
+    /// Register, update, withdraw, list and report signals; follow their matches.
     #[command(subcommand)]
     Signal(signal::SignalCommand),
-    /// Search, prove, export and verify a node's audit log.
+    /// Linked signals, break-glass, regie, waakvlam and meldingen: a person and household.
+    #[command(subcommand)]
+    Cases(cases::CasesCommand),
+    /// Search, prove, export and verify a node's audit log; review break-glass; reconcile.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
     /// The federation directory: the authority's key, signing, showing.
@@ -74,6 +79,10 @@ pub fn main() -> ExitCode {
                 init_logging(LogFormat::Text, "warn");
                 signal::run(command).await
             }
+            Command::Cases(command) => {
+                init_logging(LogFormat::Text, "warn");
+                cases::run(command).await
+            }
             Command::Audit(command) => {
                 init_logging(LogFormat::Text, "warn");
                 audit::run(command).await
@@ -84,10 +93,26 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("kring: {error:#}");
+            eprintln!("kring: {}", describe(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line; a gRPC status as its code and message, which name
+/// the field or rule that refused the request.
+fn describe(error: &anyhow::Error) -> String {
+    use crate::api::client::ClientError;
+    error
+        .chain()
+        // A client error that wraps a status says the same as the status, which follows.
+        .filter(|cause| !matches!(cause.downcast_ref(), Some(ClientError::Status(_))))
+        .map(|cause| match cause.downcast_ref::<tonic::Status>() {
+            Some(status) => format!("{:?}: {}", status.code(), status.message()),
+            None => cause.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 /// Logs to stderr, as text or JSON lines, filtered by `RUST_LOG` or `level`.
@@ -96,6 +121,7 @@ pub(crate) fn init_logging(format: LogFormat, level: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

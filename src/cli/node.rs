@@ -16,11 +16,22 @@ pub struct NodeArgs {
     /// The node's TOML configuration.
     #[arg(long, short)]
     config: PathBuf,
+    /// Listen on this address instead of the configured ones, keeping the configured ports, for
+    /// the local and the peer listener alike. In a container: 0.0.0.0, so that other containers
+    /// reach it while the same configuration runs as a plain process on 127.0.0.1.
+    #[arg(long, value_name = "ADDRESS")]
+    bind: Option<std::net::IpAddr>,
 }
 
 pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
-    let config = Config::load(&args.config)
+    let mut config = Config::load(&args.config)
         .with_context(|| format!("configuration {}", args.config.display()))?;
+    if let Some(address) = args.bind {
+        config.listen.set_ip(address);
+        if let Some(federation) = config.federation.as_mut() {
+            federation.listen.set_ip(address);
+        }
+    }
     super::init_logging(config.log_format, &config.log_level);
     let node = RunningNode::start(config, Arc::new(SystemClock)).await?;
     println!(

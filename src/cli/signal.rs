@@ -1,4 +1,5 @@
-//! `kring signal`: a professional's view of the organisation's own signals.
+//! `kring signal`: a professional's view of the organisation's own signals, the melding to
+//! Veilig Thuis, and the match notices the federation sends about them.
 
 use std::process::ExitCode;
 
@@ -7,7 +8,7 @@ use clap::{Args, Subcommand};
 use super::client::{Connection, bsn_arg};
 use crate::api::convert;
 use crate::api::proto;
-use crate::cli_support::render_signal;
+use crate::cli_support::{render_match_event, render_signal};
 use crate::domain::{Category, MeldcodeStep, Relation, Severity, UnixMillis, WithdrawReason};
 
 #[derive(Debug, Subcommand)]
@@ -16,6 +17,38 @@ pub enum SignalCommand {
     Update(UpdateArgs),
     Withdraw(WithdrawArgs),
     List(ListArgs),
+    /// Meldcode step 5: hands a signal to Veilig Thuis (delivered until acknowledged).
+    Report(ReportArgs),
+    /// Prints match notices as they arrive, each with its cursor, until Ctrl-C or the node
+    /// ends the stream. `--after CURSOR` resumes after the last notice seen.
+    Watch(WatchArgs),
+    /// The organisation's current matches.
+    Matches {
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// The signal to report; it must be at meldcode step 5 (beslissen).
+    #[arg(long)]
+    id: String,
+    /// The signal's subject's BSN typed again (or - for standard input): it confirms the
+    /// signal and lets Veilig Thuis find the person.
+    #[arg(long)]
+    subject_bsn: String,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// Resume after this cursor (the last one printed); 0 for every notice kept.
+    #[arg(long, default_value_t = 0)]
+    after: u64,
 }
 
 #[derive(Debug, Args)]
@@ -168,6 +201,82 @@ pub async fn run(command: SignalCommand) -> anyhow::Result<ExitCode> {
                 println!("more: --page-token {}", response.next_page_token);
             }
         }
+        SignalCommand::Report(args) => {
+            let mut client = args.connection.connect().await?;
+            let response = client
+                .signals
+                .report_to_veilig_thuis(proto::ReportRequest {
+                    signal_id: args.id,
+                    subject_bsn: bsn_arg(args.subject_bsn)?,
+                })
+                .await?
+                .into_inner();
+            println!(
+                "melding of signal {} queued for Veilig Thuis ({}); delivered until acknowledged",
+                response.signal_id, response.veilig_thuis_oin
+            );
+            println!("transaction {}", response.transaction_id);
+        }
+        SignalCommand::Watch(args) => return watch(args).await,
+        SignalCommand::Matches { connection } => {
+            let mut client = connection.connect().await?;
+            let response = client
+                .signals
+                .list_matches(proto::ListMatchesRequest {})
+                .await?
+                .into_inner();
+            if response.matches.is_empty() {
+                println!("no matches");
+            }
+            for info in response.matches {
+                let event = proto::MatchEvent {
+                    event: Some(proto::match_event::Event::Match(info)),
+                    ..Default::default()
+                };
+                println!("{}", render_match_event(&event));
+            }
+        }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Follows the notice stream until Ctrl-C, SIGTERM or its end; an error on the stream (the
+/// node went away) is an error, so that a supervisor can restart with `--after`.
+async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
+    let mut client = args.connection.connect().await?;
+    let mut stream = client
+        .signals
+        .watch_matches(proto::WatchMatchesRequest {
+            after_cursor: args.after,
+        })
+        .await?
+        .into_inner();
+    let mut last = args.after;
+    let stop = crate::cli_support::wait_for_signal();
+    tokio::pin!(stop);
+    let ended = loop {
+        let next = tokio::select! {
+            _ = &mut stop => break "stopped",
+            next = stream.message() => next,
+        };
+        match next {
+            Ok(Some(event)) => {
+                last = event.cursor;
+                println!(
+                    "cursor {}  {}  {}",
+                    event.cursor,
+                    UnixMillis(event.received_unix_ms).rfc3339(),
+                    render_match_event(&event)
+                );
+            }
+            Ok(None) => break "the node ended the stream",
+            Err(status) => {
+                return Err(anyhow::Error::from(status).context(format!(
+                    "the notice stream broke; resume with --after {last}"
+                )));
+            }
+        }
+    };
+    eprintln!("{ended}; resume with --after {last}");
     Ok(ExitCode::SUCCESS)
 }
