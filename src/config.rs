@@ -237,11 +237,16 @@ fn resolve(base: &Path, path: &Path) -> PathBuf {
 
 /// Reads an Ed25519 private key from a PEM ("PRIVATE KEY", PKCS#8) file.
 pub fn read_signing_key(path: &Path) -> Result<Vec<u8>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    read_signing_key_pem(&pem).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The PKCS#8 DER of a PEM private key.
+pub fn read_signing_key_pem(pem: &[u8]) -> Result<Vec<u8>, String> {
     use rustls::pki_types::PrivatePkcs8KeyDer;
     use rustls::pki_types::pem::PemObject;
-    let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let key = PrivatePkcs8KeyDer::from_pem_slice(&pem)
-        .map_err(|e| format!("{}: no PKCS#8 private key: {e}", path.display()))?;
+    let key = PrivatePkcs8KeyDer::from_pem_slice(pem)
+        .map_err(|e| format!("no PKCS#8 private key: {e}"))?;
     Ok(key.secret_pkcs8_der().to_vec())
 }
 

@@ -11,7 +11,8 @@ use crate::pki::{self, DevCa, NodeCertRequest};
 
 #[derive(Debug, Subcommand)]
 pub enum PkiCommand {
-    /// Creates a federation CA (ca.crt, ca.key) in DIR.
+    /// Creates a federation CA (ca.crt, ca.key) and the authority's directory signing key
+    /// (authority.key, and its verifier key in authority.pub) in DIR.
     Init {
         #[arg(long)]
         dir: PathBuf,
@@ -68,6 +69,21 @@ pub fn run(command: PkiCommand) -> anyhow::Result<ExitCode> {
             write_public(&dir.join("ca.crt"), ca.cert_pem())?;
             write_private(&dir.join("ca.key"), ca.key_pem())?;
             println!("CA written to {}", dir.display());
+            // The authority's signing key, for the directory, with its verifier key beside it
+            // (what every node's configuration pins).
+            let authority = dir.join("authority.key");
+            if !authority.exists() {
+                let pem = pki::ed25519_key_pem();
+                let pkcs8 = crate::config::read_signing_key_pem(pem.as_bytes())
+                    .map_err(|e| anyhow::anyhow!("authority key: {e}"))?;
+                let signer = crate::audit::NoteSigner::from_pkcs8(
+                    crate::directory::AUTHORITY_KEY_NAME,
+                    &pkcs8,
+                )?;
+                write_private(&authority, &pem)?;
+                write_public(&dir.join("authority.pub"), &format!("{}\n", signer.verifier_key()))?;
+                println!("authority key written; its verifier key: {}", signer.verifier_key());
+            }
         }
         PkiCommand::Issue {
             dir,
