@@ -50,6 +50,8 @@ pub struct PlannedNode {
     pub key: String,
     pub config: Config,
     pub tokens: BTreeMap<String, String>,
+    /// The node's ports, held until it starts (see [`reserve_port`]).
+    reserved: Vec<std::net::TcpListener>,
 }
 
 /// A federation configured but not started.
@@ -62,11 +64,15 @@ pub struct DevFederation {
     pub nodes: Vec<PlannedNode>,
 }
 
-fn free_port() -> Result<u16, DemoError> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(setup)
+/// A free loopback port, kept bound until its node starts. A port released at once could be
+/// handed out again before the node binds it: to another node of the plan, or as the local
+/// port of a connection that an already started node opens, and the node would then fail to
+/// start with "address in use".
+fn reserve_port(reserved: &mut Vec<std::net::TcpListener>) -> Result<u16, DemoError> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(setup)?;
+    let port = listener.local_addr().map_err(setup)?.port();
+    reserved.push(listener);
+    Ok(port)
 }
 
 impl DevFederation {
@@ -108,7 +114,8 @@ impl DevFederation {
             )
             .map_err(setup)?
             .verifier_key();
-            let peer_port = free_port()?;
+            let mut reserved = Vec::new();
+            let peer_port = reserve_port(&mut reserved)?;
             planned.config.federation = Some(FederationSettings {
                 listen: format!("127.0.0.1:{peer_port}").parse().map_err(setup)?,
                 tls: identity.clone(),
@@ -122,7 +129,7 @@ impl DevFederation {
                     .then(|| dir.join("oprf.key")),
                 peer_timeout: Duration::from_secs(2),
             });
-            planned.config.listen = format!("127.0.0.1:{}", free_port()?)
+            planned.config.listen = format!("127.0.0.1:{}", reserve_port(&mut reserved)?)
                 .parse()
                 .map_err(setup)?;
             directory_members.push(Member {
@@ -149,6 +156,7 @@ impl DevFederation {
                 key: member.key.clone(),
                 config: planned.config,
                 tokens: planned.tokens,
+                reserved,
             });
         }
         let directory = Directory::new(DirectoryContent {
@@ -181,7 +189,8 @@ impl DevFederation {
             tokens: BTreeMap::new(),
             configs: BTreeMap::new(),
         };
-        for planned in self.nodes {
+        for mut planned in self.nodes {
+            planned.reserved.clear();
             let node = RunningNode::start(planned.config.clone(), clock.clone()).await?;
             running.tokens.insert(planned.key.clone(), planned.tokens);
             running.configs.insert(planned.key.clone(), planned.config);
