@@ -540,6 +540,8 @@ fn outbox(
 
 fn remove(txn: &mut Txn<'_>, signal: &Signal, transaction: TransactionId) {
     txn.change(Change::DeleteSignal(signal.clone()));
+    // The signal's match goes with it: the index tells the other parties, not this one.
+    txn.change(Change::DeleteMatch(signal.id));
     outbox(
         txn,
         transaction,
