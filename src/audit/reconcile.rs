@@ -3,8 +3,9 @@
 //! recorded with a counterpart among them and the counterpart did not.
 //!
 //! Left out on purpose: refusals by the peer gate (the refused caller may not be a node at
-//! all), pseudonym evaluations (the service records counts, not exchanges about a person) and
-//! directory updates (no counterpart).
+//! all), pseudonym evaluations (the service records counts, not exchanges about a person),
+//! directory updates (no counterpart) and the index's own expiry of a pointer (retention at
+//! the index; it names the pointer's organisation, which takes no part in it).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -38,7 +39,10 @@ impl Reconciliation {
 fn reconciled(action: Action) -> bool {
     !matches!(
         action,
-        Action::PeerRefused | Action::PseudonymEvaluate | Action::DirectoryAccept
+        Action::PeerRefused
+            | Action::PseudonymEvaluate
+            | Action::DirectoryAccept
+            | Action::PointerExpire
     )
 }
 

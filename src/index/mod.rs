@@ -254,8 +254,19 @@ impl IndexService {
                     return Ok(true);
                 }
                 txn.change(Change::MarkMessage(message));
-                if let Some(pointer) = txn.store().pointer(&source, &signal)? {
-                    remove_pointer(txn, &pointer, transaction, Action::PointerRetract, actor)?;
+                match txn.store().pointer(&source, &signal)? {
+                    Some(pointer) => {
+                        remove_pointer(txn, &pointer, transaction, Action::PointerRetract, actor)?;
+                    }
+                    // The pointer expired here first: the exchange is still on record at
+                    // both ends.
+                    None => txn.audit(
+                        EventDraft::new(transaction, actor, Action::PointerRetract)
+                            .purpose(Purpose::MatchNotification, LegalBasis::Jeugdwet7141)
+                            .counterpart(source)
+                            .object(format!("signal:{signal}"))
+                            .reason("no pointer held: already removed"),
+                    ),
                 }
                 Ok(false)
             })
@@ -428,7 +439,12 @@ impl IndexService {
             .ledger
             .commit(move |txn| -> Result<Option<Regie>, IndexError> {
                 let refuse = |txn: &mut Txn<'_>, e: IndexError| {
-                    txn.audit(draft.clone().refused(format!("failed_precondition: {e}")));
+                    // The reason's code is the status the requester gets (see `api::error`).
+                    let code = match e {
+                        IndexError::Denied(_) => "permission_denied",
+                        _ => "failed_precondition",
+                    };
+                    txn.audit(draft.clone().refused(format!("{code}: {e}")));
                     Err(e)
                 };
                 if claim && let Err(denial) = allowed {
