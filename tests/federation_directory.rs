@@ -134,7 +134,7 @@ async fn a_node_whose_accepted_directory_expired_does_not_start_again_on_it() {
     clock.advance(31 * UnixMillis::DAY);
     let config = federation.configs["school"].clone();
     let shared: SharedClock = Arc::new(clock.clone());
-    let error = RunningNode::start(config, shared)
+    let error = start_again(config, shared)
         .await
         .expect_err("an expired directory is refused after a restart too");
     assert!(

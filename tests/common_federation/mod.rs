@@ -16,11 +16,12 @@ use kring::api::TRANSACTION_HEADER;
 use kring::api::client::LocalClient;
 use kring::api::proto;
 use kring::clock::{Clock, ManualClock, SharedClock, SystemClock};
+use kring::config::Config;
 use kring::demo::{DemoError, DevOrganisation, demo_members};
 use kring::devnet::{DevFederation, DevMember, PlannedNode, RunningFederation};
 use kring::directory::{Directory, DirectoryContent, Member, NodeRole};
 use kring::domain::{Oin, OrgType, Role, UnixMillis};
-use kring::node::NodeError;
+use kring::node::{NodeError, RunningNode};
 use kring::tls::{Connect, TlsIdentity};
 use tempfile::TempDir;
 use tonic::Status;
@@ -182,17 +183,40 @@ fn port_taken(error: &DemoError) -> bool {
     )
 }
 
+/// Whether a node could not open its store because the store it just closed still holds its
+/// lock: sled's background I/O lets go of the file a moment after the database is dropped.
+/// Only a restart within one process meets this.
+pub fn store_still_locked(error: &NodeError) -> bool {
+    matches!(error, NodeError::Store(_)) && error.to_string().contains("could not acquire lock")
+}
+
 /// Starts a stopped node again on its ports, waiting while a port is briefly taken (by a
-/// connection that got it as its ephemeral port while the node was down).
+/// connection that got it as its ephemeral port while the node was down) or its store not yet
+/// released.
 pub async fn restart(federation: &mut RunningFederation, key: &str, clock: SharedClock) {
     for _ in 0..200 {
         match federation.restart(key, clock.clone()).await {
             Ok(()) => return,
             Err(e) if port_taken(&e) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(DemoError::Node(e)) if store_still_locked(&e) => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
             Err(e) => panic!("{key} restarts: {e}"),
         }
     }
-    panic!("{key}'s ports stayed taken");
+    panic!("{key}'s ports or store stayed taken");
+}
+
+/// Starts a node from `config` in this process, waiting while the store of the run that just
+/// stopped is still being released; returns how that start ended.
+pub async fn start_again(config: Config, clock: SharedClock) -> Result<RunningNode, NodeError> {
+    for _ in 0..200 {
+        match RunningNode::start(config.clone(), clock.clone()).await {
+            Err(e) if store_still_locked(&e) => tokio::time::sleep(Duration::from_millis(20)).await,
+            other => return other,
+        }
+    }
+    panic!("the store stayed locked");
 }
 
 /// A federation on a manual clock that starts at the system's time (certificates are checked
