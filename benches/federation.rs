@@ -66,9 +66,14 @@ fn bsn(n: u64) -> String {
             .chars()
             .map(|c| c.to_digit(10).unwrap())
             .collect();
-        let sum: u32 = digits.iter().zip([9, 8, 7, 6, 5, 4, 3, 2]).map(|(d, w)| d * w).sum();
+        let sum: u32 = digits
+            .iter()
+            .zip([9, 8, 7, 6, 5, 4, 3, 2])
+            .map(|(d, w)| d * w)
+            .sum();
         if sum % 11 < 10 {
-            return digits.iter().map(|d| d.to_string()).collect::<String>() + &(sum % 11).to_string();
+            return digits.iter().map(|d| d.to_string()).collect::<String>()
+                + &(sum % 11).to_string();
         }
         k += 100_000_000;
     }
@@ -92,23 +97,41 @@ fn services() -> Vec<DevMember> {
     vec![
         DevMember::new(
             "pseudonyms",
-            DevOrganisation::new("Pseudoniemdienst", "00000001820000000200", OrgType::FederationService),
+            DevOrganisation::new(
+                "Pseudoniemdienst",
+                "00000001820000000200",
+                OrgType::FederationService,
+            ),
             &[NodeRole::PseudonymService],
         ),
         DevMember::new(
             "index",
-            DevOrganisation::new("Verwijsindex", "00000001820000000100", OrgType::FederationService),
+            DevOrganisation::new(
+                "Verwijsindex",
+                "00000001820000000100",
+                OrgType::FederationService,
+            ),
             &[NodeRole::Index],
         ),
     ]
 }
 
 fn source(i: usize) -> DevMember {
-    let types = [OrgType::School, OrgType::Ggd, OrgType::Huisarts, OrgType::Probation, OrgType::YouthCare];
+    let types = [
+        OrgType::School,
+        OrgType::Ggd,
+        OrgType::Huisarts,
+        OrgType::Probation,
+        OrgType::YouthCare,
+    ];
     DevMember::new(
         &format!("source-{i}"),
-        DevOrganisation::new(&format!("Bron {i}"), &format!("0000000182000001{i:04}"), types[i % types.len()])
-            .principal("p", &[Role::Signaler]),
+        DevOrganisation::new(
+            &format!("Bron {i}"),
+            &format!("0000000182000001{i:04}"),
+            types[i % types.len()],
+        )
+        .principal("p", &[Role::Signaler]),
         &[NodeRole::Organisation],
     )
 }
@@ -137,7 +160,10 @@ fn watch(
     tokio::spawn(async move {
         while let Ok(Some(event)) = stream.message().await {
             if let Some(proto::match_event::Event::Match(m)) = event.event {
-                seen.lock().unwrap().entry(m.signal_id).or_insert_with(Instant::now);
+                seen.lock()
+                    .unwrap()
+                    .entry(m.signal_id)
+                    .or_insert_with(Instant::now);
             }
         }
     });
@@ -151,7 +177,10 @@ async fn notice_latency(samples: usize) {
     let mut clients = Vec::new();
     let seen = Arc::new(Mutex::new(HashMap::new()));
     for i in 0..3 {
-        let client = federation.client(&format!("source-{i}"), "p").await.unwrap();
+        let client = federation
+            .client(&format!("source-{i}"), "p")
+            .await
+            .unwrap();
         let stream = client
             .signals
             .clone()
@@ -199,7 +228,10 @@ async fn notice_latency(samples: usize) {
                 latencies.push(at.saturating_duration_since(acknowledged));
                 break;
             }
-            assert!(Instant::now() < deadline, "a match notice did not arrive within 10 s");
+            assert!(
+                Instant::now() < deadline,
+                "a match notice did not arrive within 10 s"
+            );
             tokio::time::sleep(Duration::from_micros(200)).await;
         }
     }
@@ -299,7 +331,13 @@ async fn linked_signals_latency(total: usize, queries: usize) {
 
     let started = Instant::now();
     for i in 0..10 {
-        background(&federation, &format!("source-{i}"), total / 10, 0x9e37_79b9 + i as u64).await;
+        background(
+            &federation,
+            &format!("source-{i}"),
+            total / 10,
+            0x9e37_79b9 + i as u64,
+        )
+        .await;
     }
     let loaded = started.elapsed();
 
@@ -307,7 +345,12 @@ async fn linked_signals_latency(total: usize, queries: usize) {
     let mut households = Vec::new();
     let mut clients = Vec::new();
     for i in 0..10 {
-        clients.push(federation.client(&format!("source-{i}"), "p").await.unwrap());
+        clients.push(
+            federation
+                .client(&format!("source-{i}"), "p")
+                .await
+                .unwrap(),
+        );
     }
     for h in 0..50u64 {
         let child = bsn(5_000_000 + 3 * h);
@@ -352,7 +395,11 @@ async fn linked_signals_latency(total: usize, queries: usize) {
             .into_inner();
         latencies.push(began.elapsed());
         assert!(map.unavailable.is_empty(), "{:?}", map.unavailable);
-        sources_seen += map.persons.iter().map(|p| p.organisations.len()).sum::<usize>();
+        sources_seen += map
+            .persons
+            .iter()
+            .map(|p| p.organisations.len())
+            .sum::<usize>();
     }
     latencies.sort();
     println!(
