@@ -32,6 +32,15 @@ pub enum CaseError {
     Ledger(#[from] LedgerError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// Already in this node's audit log, with the request's purpose.
+    #[error(transparent)]
+    Recorded(Box<CaseError>),
+}
+
+impl CaseError {
+    fn recorded(self) -> CaseError {
+        CaseError::Recorded(Box::new(self))
+    }
 }
 
 /// One organisation's part in the map.
@@ -154,7 +163,7 @@ impl CaseService {
                     .purpose(purpose, purpose.local_legal_basis())
                     .refused(format!("permission_denied: {e}"));
                 self.ledger.commit(move |txn| txn.audit(refused)).await?;
-                return Err(e);
+                return Err(e.recorded());
             }
         };
         let (person, asked) = self.pseudonyms(bsn).await?;
@@ -180,7 +189,7 @@ impl CaseService {
                     .subjects([asked])
                     .failed(e.to_string());
                 self.ledger.commit(move |txn| txn.audit(failed)).await?;
-                return Err(e.into());
+                return Err(CaseError::from(e).recorded());
             }
         };
 
@@ -353,11 +362,13 @@ impl CaseService {
             .subjects([local]);
         let event = match &answer {
             Ok(_) => event,
-            Err(PeerError::Refused { message, .. }) => event.refused(message.clone()),
+            Err(PeerError::Refused { code, message, .. }) => {
+                event.refused(format!("{code}: {message}"))
+            }
             Err(e) => event.failed(e.to_string()),
         };
         self.ledger.commit(move |txn| txn.audit(event)).await?;
-        Ok(answer?)
+        answer.map_err(|e| CaseError::from(e).recorded())
     }
 
     pub async fn start_waakvlam(
@@ -379,11 +390,13 @@ impl CaseService {
             .subjects([local]);
         let event = match &answer {
             Ok(w) => event.object(format!("waakvlam:{}", w.id)),
-            Err(PeerError::Refused { message, .. }) => event.refused(message.clone()),
+            Err(PeerError::Refused { code, message, .. }) => {
+                event.refused(format!("{code}: {message}"))
+            }
             Err(e) => event.failed(e.to_string()),
         };
         self.ledger.commit(move |txn| txn.audit(event)).await?;
-        let mut entry = answer?;
+        let mut entry = answer.map_err(|e| CaseError::from(e).recorded())?;
         entry.persons = entry
             .persons
             .iter()
@@ -405,7 +418,8 @@ impl CaseService {
         };
         self.ledger.commit(move |txn| txn.audit(event)).await?;
         let local = self.signals.local().clone();
-        Ok(answer?
+        Ok(answer
+            .map_err(|e| CaseError::from(e).recorded())?
             .into_iter()
             .map(|mut w| {
                 w.persons = w.persons.iter().map(|p| local.local(p)).collect();

@@ -305,7 +305,8 @@ impl RunningNode {
             calls: calls.clone(),
             signals: SignalsApi::new(calls.clone(), signals.clone(), notices.subscribe()),
             audit: AuditApi::new(calls.clone(), signals.clone(), own_key.clone()),
-            cases: cases.map(|cases| api::CasesApi::new(calls, cases, signals.clone())),
+            cases: cases
+                .map(|cases| api::CasesApi::new(calls, cases, signals.clone(), clock.clone())),
             max_message_bytes: config.max_message_bytes,
         };
         let (health, health_service) = api::health();

@@ -713,7 +713,8 @@ fn five_nodes_as_processes_play_the_flows_over_the_command_line() {
         "the school claims regie",
     );
     assert!(
-        claimed.starts_with("regie: ") && claimed.contains("00000001820000001000 coordinates"),
+        claimed.starts_with("regie: ")
+            && claimed.contains("Basisschool De Regenboog (00000001820000001000) coordinates"),
         "{claimed}"
     );
     let notice = wait_for_line(&notices, "the regie notice", |l| l.contains("regie on"));

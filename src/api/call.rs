@@ -112,6 +112,9 @@ impl Calls {
 
     /// Records a refusal (or a failure) of `call` and turns the error into its status.
     pub async fn refuse(&self, call: &Call, error: ApiError) -> Status {
+        if let ApiError::Recorded(_) = error {
+            return with_transaction(Status::from(error), &call.caller.transaction);
+        }
         let purpose = purpose_of(call.action);
         let draft = EventDraft::new(
             call.caller.transaction,

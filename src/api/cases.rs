@@ -12,6 +12,7 @@ use super::error::ApiError;
 use super::proto;
 use crate::auth::Capability;
 use crate::cases::{CaseError, CaseService, SignalMap};
+use crate::clock::SharedClock;
 use crate::domain::{Action, Purpose, UnixMillis, parse_bsn};
 use crate::signals::SignalService;
 
@@ -20,15 +21,28 @@ pub struct CasesApi {
     calls: Calls,
     cases: Arc<CaseService>,
     signals: Arc<SignalService>,
+    clock: SharedClock,
 }
 
 impl CasesApi {
-    pub fn new(calls: Calls, cases: Arc<CaseService>, signals: Arc<SignalService>) -> CasesApi {
+    pub fn new(
+        calls: Calls,
+        cases: Arc<CaseService>,
+        signals: Arc<SignalService>,
+        clock: SharedClock,
+    ) -> CasesApi {
         CasesApi {
             calls,
             cases,
             signals,
+            clock,
         }
+    }
+
+    fn name_of(&self, oin: &crate::domain::Oin) -> Option<String> {
+        self.signals
+            .federation()
+            .and_then(|f| f.directory().member(oin).map(|m| m.name.clone()))
     }
 }
 
@@ -41,6 +55,7 @@ impl From<CaseError> for ApiError {
             CaseError::Signal(e) => e.into(),
             CaseError::Ledger(e) => e.into(),
             CaseError::Store(e) => e.into(),
+            CaseError::Recorded(inner) => ApiError::Recorded(Box::new((*inner).into())),
         }
     }
 }
@@ -123,7 +138,7 @@ impl proto::cases_server::Cases for CasesApi {
                 .cases
                 .linked_signals(&call.caller, purpose, bsn, body.household, None)
                 .await?;
-            Ok::<_, ApiError>(map(&found, call.transaction_id(), UnixMillis(now_millis())))
+            Ok::<_, ApiError>(map(&found, call.transaction_id(), self.clock.now()))
         }
         .await;
         self.calls.finish(&call, result).await
@@ -147,7 +162,7 @@ impl proto::cases_server::Cases for CasesApi {
                 .cases
                 .linked_signals(&call.caller, Purpose::Emergency, bsn, true, Some(reason))
                 .await?;
-            Ok::<_, ApiError>(map(&found, call.transaction_id(), UnixMillis(now_millis())))
+            Ok::<_, ApiError>(map(&found, call.transaction_id(), self.clock.now()))
         }
         .await;
         self.calls.finish(&call, result).await
@@ -188,7 +203,7 @@ impl proto::cases_server::Cases for CasesApi {
                 .start_waakvlam(&call.caller, bsn, body.days)
                 .await?;
             Ok(proto::StartWaakvlamResponse {
-                entry: Some(convert::waakvlam(&entry, UnixMillis(now_millis()))),
+                entry: Some(convert::waakvlam(&entry, self.clock.now())),
             })
         }
         .await;
@@ -209,7 +224,7 @@ impl proto::cases_server::Cases for CasesApi {
             .await?;
         let result = async {
             let entries = self.cases.list_waakvlam(&call.caller).await?;
-            let now = UnixMillis(now_millis());
+            let now = self.clock.now();
             Ok::<_, ApiError>(proto::ListWaakvlamResponse {
                 entries: entries.iter().map(|w| convert::waakvlam(w, now)).collect(),
             })
@@ -239,7 +254,7 @@ impl proto::cases_server::Cases for CasesApi {
                     .map(|m| proto::ReceivedMelding {
                         message_id: m.message.to_string(),
                         from_oin: m.from.to_string(),
-                        from_name: String::new(),
+                        from_name: self.name_of(&m.from).unwrap_or_default(),
                         received_unix_ms: m.received.0,
                         melding: Some(proto::Melding {
                             signal_ref: m.signal.to_string(),
@@ -280,15 +295,10 @@ impl CasesApi {
         let result = async {
             let regie = self.cases.regie(&call.caller, parsed?, claim).await?;
             Ok::<_, ApiError>(proto::RegieResponse {
-                regie: regie.map(|r| convert::regie(&r, None)),
+                regie: regie.map(|r| convert::regie(&r, self.name_of(&r.holder).as_deref())),
             })
         }
         .await;
         self.calls.finish(&call, result).await
     }
-}
-
-fn now_millis() -> i64 {
-    use crate::clock::Clock;
-    crate::clock::SystemClock.now().0
 }

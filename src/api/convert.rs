@@ -455,14 +455,13 @@ pub fn waakvlam(entry: &Waakvlam, now: UnixMillis) -> proto::WaakvlamEntry {
         until_unix_ms: entry.until.0,
         next_check_in_unix_ms: entry.next_check_in(now).0,
         alerts: entry.alerts,
+        check_in_days: entry.check_in_days,
     }
 }
 
 pub fn waakvlam_from_proto(raw: &proto::WaakvlamEntry) -> Option<Waakvlam> {
     let started = UnixMillis(raw.started_unix_ms);
-    let next = UnixMillis(raw.next_check_in_unix_ms);
-    let check_in_days =
-        u32::try_from((next.0 - started.0).max(UnixMillis::DAY) / UnixMillis::DAY).ok()?;
+    let check_in_days = raw.check_in_days;
     Some(Waakvlam {
         id: SignalId::parse(&raw.id).ok()?,
         coordinator: Oin::parse(&raw.coordinator_oin).ok()?,

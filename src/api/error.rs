@@ -34,6 +34,10 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     Internal(String),
+    /// A refusal or failure the service already put in the audit log, with the request's own
+    /// purpose; the call layer must not record it again.
+    #[error(transparent)]
+    Recorded(Box<ApiError>),
 }
 
 fn roles(roles: &[Role]) -> String {
@@ -51,6 +55,7 @@ impl ApiError {
 
     pub fn code(&self) -> Code {
         match self {
+            ApiError::Recorded(inner) => inner.code(),
             ApiError::Unauthenticated(_) => Code::Unauthenticated,
             ApiError::PermissionDenied { .. } | ApiError::Policy(_) => Code::PermissionDenied,
             ApiError::Invalid(_) => Code::InvalidArgument,
@@ -64,7 +69,10 @@ impl ApiError {
 
     /// Whether the request was refused (nothing happened) rather than failed inside the node.
     pub fn is_refusal(&self) -> bool {
-        !matches!(self, ApiError::Unavailable(_) | ApiError::Internal(_))
+        match self {
+            ApiError::Recorded(inner) => inner.is_refusal(),
+            _ => !matches!(self, ApiError::Unavailable(_) | ApiError::Internal(_)),
+        }
     }
 
     /// The reason recorded in the audit event: the status code's name and the message.
@@ -85,6 +93,10 @@ impl ApiError {
 
 impl From<ApiError> for Status {
     fn from(error: ApiError) -> Status {
+        let error = match error {
+            ApiError::Recorded(inner) => *inner,
+            other => other,
+        };
         let mut status = Status::new(error.code(), error.to_string());
         let metadata = status.metadata_mut();
         match &error {

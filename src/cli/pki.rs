@@ -81,8 +81,14 @@ pub fn run(command: PkiCommand) -> anyhow::Result<ExitCode> {
                     &pkcs8,
                 )?;
                 write_private(&authority, &pem)?;
-                write_public(&dir.join("authority.pub"), &format!("{}\n", signer.verifier_key()))?;
-                println!("authority key written; its verifier key: {}", signer.verifier_key());
+                write_public(
+                    &dir.join("authority.pub"),
+                    &format!("{}\n", signer.verifier_key()),
+                )?;
+                println!(
+                    "authority key written; its verifier key: {}",
+                    signer.verifier_key()
+                );
             }
         }
         PkiCommand::Issue {

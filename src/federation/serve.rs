@@ -135,7 +135,11 @@ impl PeerHandler {
                 match &notice {
                     IndexNotice::Match { signal, .. } => {
                         subjects = persons_of(txn.store(), signal)?;
-                        txn.change(Change::PutMatch(record.clone()));
+                        // A notice that arrives after its signal went (withdrawn or expired)
+                        // stays in the feed but is no longer a current match.
+                        if !subjects.is_empty() {
+                            txn.change(Change::PutMatch(record.clone()));
+                        }
                     }
                     IndexNotice::MatchEnded { signal, party } => {
                         subjects = persons_of(txn.store(), signal)?;

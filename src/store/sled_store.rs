@@ -99,11 +99,29 @@ impl SledStore {
     /// Opens (or creates) the store in `path` and brings its schema up to date.
     pub fn open(path: &Path, options: &StoreOptions) -> Result<SledStore, StoreError> {
         std::fs::create_dir_all(path)?;
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
             .cache_capacity(options.cache_bytes)
-            .flush_every_ms(None)
-            .open()?;
+            .flush_every_ms(None);
+        // sled releases its file lock a moment after the previous holder dropped the store
+        // (its I/O threads let go last): a restart may wait briefly, never indefinitely.
+        let mut attempts = 0;
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.to_string().contains("lock") =>
+                {
+                    attempts += 1;
+                    if attempts > 50 {
+                        return Err(sled::Error::Io(e).into());
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         let tree = db.open_tree("kring")?;
         migrations::migrate(&tree, MIGRATIONS)?;
         db.flush()?;
