@@ -406,7 +406,7 @@ fn verification(events: u64) {
             role: Some(Role::Signaler),
             organisation: Oin::parse(OIN).unwrap(),
         };
-        let per_commit = 5_000;
+        let per_commit = 1_000;
         let mut written = 0;
         while written < events {
             let n = per_commit.min(events - written);

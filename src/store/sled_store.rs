@@ -230,8 +230,9 @@ fn entry(index: u64, value: &[u8]) -> Result<AuditEntry, StoreError> {
     })
 }
 
+/// The writes of one change list, applied in one sled transaction.
 struct BatchBuilder {
-    batch: sled::Batch,
+    writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
 impl BatchBuilder {
@@ -243,12 +244,12 @@ impl BatchBuilder {
                 limit: VALUE_LIMIT,
             });
         }
-        self.batch.insert(key, value);
+        self.writes.push((key, Some(value)));
         Ok(())
     }
 
     fn remove(&mut self, key: Vec<u8>) {
-        self.batch.remove(key);
+        self.writes.push((key, None));
     }
 
     fn add(&mut self, change: &Change) -> Result<(), StoreError> {
@@ -400,14 +401,34 @@ impl BatchBuilder {
 }
 
 impl Store for SledStore {
+    /// One sled transaction per change list: recovered atomically after a crash, like a
+    /// batch. Not `apply_batch`: sled 0.34 keeps memory for every key of a batch and never
+    /// gives it back (measured: 2.9 GB after a million keys in batches of a thousand, against
+    /// 83 MB in transactions of a thousand; see ARCHITECTURE.md).
     fn apply(&self, changes: &[Change]) -> Result<(), StoreError> {
-        let mut builder = BatchBuilder {
-            batch: sled::Batch::default(),
-        };
+        let mut builder = BatchBuilder { writes: Vec::new() };
         for change in changes {
             builder.add(change)?;
         }
-        self.tree.apply_batch(builder.batch)?;
+        let writes = builder.writes;
+        self.tree
+            .transaction(|tx| {
+                for (key, value) in &writes {
+                    match value {
+                        Some(value) => {
+                            tx.insert(key.as_slice(), value.as_slice())?;
+                        }
+                        None => {
+                            tx.remove(key.as_slice())?;
+                        }
+                    }
+                }
+                Ok::<_, sled::transaction::ConflictableTransactionError<std::convert::Infallible>>(())
+            })
+            .map_err(|e| match e {
+                sled::transaction::TransactionError::Storage(e) => StoreError::Engine(e),
+                sled::transaction::TransactionError::Abort(never) => match never {},
+            })?;
         Ok(())
     }
 
