@@ -35,7 +35,7 @@ logs=$(cd "$config_dir/../.." && pwd)/data/federation
 mkdir -p "$logs"
 
 # The federation's services first; the order is a courtesy (outboxes retry until delivered).
-order=(authority pseudonyms index)
+order=(authority pseudonyms pseudonyms-b index)
 configs=()
 for key in "${order[@]}"; do
   if [ -f "$config_dir/$key.toml" ]; then configs+=("$config_dir/$key.toml"); fi

@@ -140,8 +140,10 @@ pub fn dev_node_with(
         },
         signal_retention_millis: i64::from(crate::config::DEFAULT_RETENTION_DAYS) * UnixMillis::DAY,
         sweep_every: Duration::from_secs(60),
+        // In the clear, as a configuration without `data_keys`; `devnet` seals its nodes'.
         store: StoreOptions {
             cache_bytes: 16 * 1024 * 1024,
+            keyring: None,
         },
         log_format: LogFormat::Text,
         log_level: "warn".into(),
@@ -200,8 +202,17 @@ pub fn demo_members() -> Vec<DevMember> {
         DevMember::new(
             "pseudonyms",
             fg(DevOrganisation::new(
-                "Pseudoniemdienst Samen Veilig",
+                "Pseudoniemdienst Samen Veilig (sleutel A)",
                 "00000001820000000200",
+                OrgType::FederationService,
+            )),
+            &[PseudonymService],
+        ),
+        DevMember::new(
+            "pseudonyms-b",
+            fg(DevOrganisation::new(
+                "Pseudoniemdienst Samen Veilig (sleutel B)",
+                "00000001820000000210",
                 OrgType::FederationService,
             )),
             &[PseudonymService],

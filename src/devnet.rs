@@ -20,6 +20,7 @@ use crate::domain::UnixMillis;
 use crate::node::RunningNode;
 use crate::pki::{DevCa, NodeCertRequest};
 use crate::policy::Policy;
+use crate::store::{DataKeyId, Keyring};
 
 fn setup(e: impl std::fmt::Display) -> DemoError {
     DemoError::Setup(e.to_string())
@@ -83,6 +84,16 @@ impl DevFederation {
         base: &Path,
         now: UnixMillis,
     ) -> Result<DevFederation, DemoError> {
+        DevFederation::plan_with(members, base, now, Policy::regional_default())
+    }
+
+    /// As [`DevFederation::plan`], with another purpose policy.
+    pub fn plan_with(
+        members: &[DevMember],
+        base: &Path,
+        now: UnixMillis,
+        policy: Policy,
+    ) -> Result<DevFederation, DemoError> {
         let ca = DevCa::generate("kring development federation CA").map_err(setup)?;
         let authority =
             NoteSigner::from_pkcs8(AUTHORITY_KEY_NAME, &crate::audit::note::generate_pkcs8())
@@ -108,6 +119,10 @@ impl DevFederation {
             )
             .map_err(setup)?;
             let mut planned = dev_node_with(&member.organisation, &dir, identity.clone())?;
+            // Encryption at rest, with a data key that exists only in this process.
+            planned.config.store.keyring = Some(Arc::new(Keyring::generate(
+                DataKeyId::new(1).expect("not zero"),
+            )));
             let audit_key = NoteSigner::from_pkcs8(
                 &default_origin(&member.organisation.oin),
                 &planned.config.audit.signing_key_pkcs8,
@@ -165,7 +180,7 @@ impl DevFederation {
             issued_at: now.plus_millis(-60_000),
             expires_at: now.plus_millis(30 * UnixMillis::DAY),
             members: directory_members,
-            policy: Policy::regional_default(),
+            policy,
         })
         .map_err(setup)?;
         std::fs::create_dir_all(base).map_err(setup)?;

@@ -32,10 +32,14 @@ use crate::federation::{Federation, Peers};
 use crate::index::IndexService;
 use crate::ledger::{Ledger, LedgerError, LedgerOptions};
 use crate::pseudonym::{
-    KeyedPseudonymiser, LocalPseudonyms, OprfPseudonymiser, Pseudonymiser, ServiceKey,
+    KeyedPseudonymiser, LocalPseudonyms, OprfPseudonymiser, PseudonymService, Pseudonymiser,
+    ServiceKey,
 };
 use crate::signals::{SignalError, SignalService, SignalSettings};
 use crate::store::{Change, SledStore, StoreError};
+
+/// How often a pseudonym service records the evaluations it served, per organisation.
+const PSEUDONYM_COUNT_PERIOD: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -223,14 +227,31 @@ impl RunningNode {
                 &settings.pseudonym_key,
                 roles.contains(&NodeRole::PseudonymService),
             ) {
-                (Some(path), true) => Some(Arc::new(ServiceKey::read_or_create(path).map_err(
-                    |error| NodeError::Secret {
-                        path: path.display().to_string(),
-                        error,
-                    },
-                )?)),
+                (Some(path), true) => {
+                    Some(
+                        ServiceKey::read_or_create(path).map_err(|error| NodeError::Secret {
+                            path: path.display().to_string(),
+                            error,
+                        })?,
+                    )
+                }
                 _ => None,
             };
+            let pseudonym_service = pseudonym_key.map(|key| {
+                Arc::new(PseudonymService::new(
+                    key,
+                    federation.clone(),
+                    peers.clone(),
+                    ledger.clone(),
+                ))
+            });
+            if let Some(service) = &pseudonym_service {
+                tasks.push(tokio::spawn(
+                    service
+                        .clone()
+                        .run_counts(PSEUDONYM_COUNT_PERIOD, stopped.clone()),
+                ));
+            }
             let peer_listener =
                 TcpListener::bind(settings.listen)
                     .await
@@ -258,8 +279,9 @@ impl RunningNode {
                 index: index.clone().map(|index| {
                     api::IndexApi::new(index, federation.clone(), ledger.clone(), clock.clone())
                 }),
-                pseudonyms: pseudonym_key
-                    .map(|key| api::PseudonymsApi::new(key, federation.clone(), ledger.clone())),
+                pseudonyms: pseudonym_service.map(|service| {
+                    api::PseudonymsApi::new(service, federation.clone(), ledger.clone())
+                }),
             };
             servers.push(tokio::spawn(api::serve_peer(
                 peer_listener,
@@ -317,6 +339,12 @@ impl RunningNode {
             api,
             health_service,
             wait_for(stopped.clone()),
+        )));
+        // After a data key rotation: seal every value under the active key, in the background.
+        tasks.push(tokio::spawn(crate::reencrypt::run(
+            ledger.clone(),
+            organisation,
+            stopped.clone(),
         )));
         tasks.push(tokio::spawn(sweep_loop(
             signals.clone(),

@@ -53,6 +53,19 @@ pub struct Policy {
     pub waakvlam_checkin_days: u32,
     /// Waakvlam follow-up lasts at most this many days.
     pub waakvlam_max_days: u32,
+    /// How many pseudonym evaluations one organisation may ask of each pseudonym service per
+    /// minute: the bound on enumerating the BSN space through the services.
+    #[serde(default = "default_pseudonym_rate")]
+    pub pseudonym_rate_per_minute: u32,
+}
+
+/// Enough for registrations and queries at any one organisation's pace; with about 10^8 valid
+/// BSNs it bounds one organisation's enumeration of the space to ~11 days per service, and
+/// every evaluation is counted in the services' audit logs.
+pub const DEFAULT_PSEUDONYM_RATE: u32 = 6_000;
+
+fn default_pseudonym_rate() -> u32 {
+    DEFAULT_PSEUDONYM_RATE
 }
 
 /// Who may ask for one purpose, and what it discloses.
@@ -192,6 +205,7 @@ impl Policy {
             regie_excluded: vec![FederationService, Association, SportsClub, FaithCommunity],
             waakvlam_checkin_days: 28,
             waakvlam_max_days: 365,
+            pseudonym_rate_per_minute: DEFAULT_PSEUDONYM_RATE,
         }
     }
 
@@ -203,6 +217,12 @@ impl Policy {
     /// Checks the rules that span entries; `field` names are relative to the policy
     /// (`purposes[3].roles[1]`), for the caller to prefix.
     pub fn check(&self) -> Result<(), Invalid> {
+        if self.pseudonym_rate_per_minute == 0 {
+            return Err(Invalid::new(
+                "pseudonym_rate_per_minute",
+                "must be at least 1",
+            ));
+        }
         for (i, rule) in self.purposes.iter().enumerate() {
             let key = |field: &str| format!("purposes[{i}].{field}");
             if self.purposes[..i].iter().any(|r| r.purpose == rule.purpose) {

@@ -614,11 +614,18 @@ fn reconcile(deployment: &Deployment, nodes: &[&str]) -> (Option<i32>, String) {
 }
 
 #[test]
-fn five_nodes_as_processes_play_the_flows_over_the_command_line() {
+fn six_nodes_as_processes_play_the_flows_over_the_command_line() {
     let deployment = Deployment::new();
     let directory = deployment.directory("directory.note");
     let members = members();
-    let keys = ["pseudonyms", "index", "veilig-thuis", "school", "ggd"];
+    let keys = [
+        "pseudonyms",
+        "pseudonyms-b",
+        "index",
+        "veilig-thuis",
+        "school",
+        "ggd",
+    ];
     let nodes: Vec<NodeProcess> = keys
         .into_iter()
         .map(|key| NodeProcess::start(&deployment, key))
@@ -911,7 +918,7 @@ fn five_nodes_as_processes_play_the_flows_over_the_command_line() {
         "{stderr} (last notice: {last})"
     );
 
-    // Reconciliation across the five running nodes. An exchange still in flight (a notice the
+    // Reconciliation across the six running nodes. An exchange still in flight (a notice the
     // index has not yet recorded as delivered) shows as one-sided until it lands, so poll.
     let deadline = Instant::now() + PATIENCE;
     let report = loop {
@@ -923,7 +930,7 @@ fn five_nodes_as_processes_play_the_flows_over_the_command_line() {
             (code, report) => panic!("kring audit reconcile exited {code:?}: {report}"),
         }
     };
-    assert!(report.contains("reconciled: 5 nodes"), "{report}");
+    assert!(report.contains("reconciled: 6 nodes"), "{report}");
     for key in keys {
         let oin = members[key].organisation.oin;
         assert!(report.contains(oin.as_str()), "{report}");

@@ -14,11 +14,11 @@ use super::proto;
 use crate::clock::SharedClock;
 use crate::directory::Member;
 use crate::domain::{Action, Actor, EventDraft, PrincipalId, TransactionId};
-use crate::federation::Federation;
 use crate::federation::serve::{PeerHandler, ServeError};
+use crate::federation::{Federation, PeerError};
 use crate::index::IndexService;
 use crate::ledger::Ledger;
-use crate::pseudonym::ServiceKey;
+use crate::pseudonym::{PseudonymService, ServiceError};
 
 /// The most elements one Evaluate call may carry.
 pub const MAX_EVALUATE: usize = 64;
@@ -441,19 +441,38 @@ impl IndexApi {
 
 #[derive(Debug, Clone)]
 pub struct PseudonymsApi {
-    key: Arc<ServiceKey>,
+    service: Arc<PseudonymService>,
     refusals: PeerRefusals,
 }
 
 impl PseudonymsApi {
     pub fn new(
-        key: Arc<ServiceKey>,
+        service: Arc<PseudonymService>,
         federation: Arc<Federation>,
         ledger: Arc<Ledger>,
     ) -> PseudonymsApi {
         PseudonymsApi {
-            key,
+            service,
             refusals: PeerRefusals { ledger, federation },
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::RateLimited { .. } => ApiError::ResourceExhausted(e.to_string()),
+            ServiceError::NotAChainMember => ApiError::Policy(e.to_string()),
+            ServiceError::NotInChain => ApiError::FailedPrecondition(e.to_string()),
+            ServiceError::Oprf(e) => ApiError::invalid("blinded", e),
+            // The next service's own limit reaches the asker as a limit, not an outage.
+            ServiceError::Next(PeerError::Refused { code, message, .. })
+                if code == "resource_exhausted" =>
+            {
+                ApiError::ResourceExhausted(message)
+            }
+            ServiceError::Next(e) => ApiError::Unavailable(e.to_string()),
+            ServiceError::Ledger(e) => e.into(),
         }
     }
 }
@@ -475,32 +494,33 @@ impl proto::pseudonyms_server::Pseudonyms for PseudonymsApi {
                 .refuse(&from, transaction, Action::PseudonymEvaluate, error)
                 .await);
         }
-        let evaluated = match self.key.evaluate(blinded) {
+        let on_behalf_of = match request.get_ref().on_behalf_of.as_str() {
+            "" => None,
+            raw => match crate::domain::Oin::parse(raw) {
+                Ok(oin) => Some(oin),
+                Err(e) => {
+                    let error = ApiError::invalid("on_behalf_of", e);
+                    return Err(self
+                        .refusals
+                        .refuse(&from, transaction, Action::PseudonymEvaluate, error)
+                        .await);
+                }
+            },
+        };
+        let evaluated = match self
+            .service
+            .evaluate(&from, on_behalf_of, blinded.clone())
+            .await
+        {
             Ok(evaluated) => evaluated,
             Err(e) => {
-                let error = ApiError::invalid("blinded", e.to_string());
+                let error = ApiError::from(e);
                 return Err(self
                     .refusals
                     .refuse(&from, transaction, Action::PseudonymEvaluate, error)
                     .await);
             }
         };
-        // The service records how many it served and for whom, never the elements.
-        let actor = Actor {
-            user: PrincipalId::system("pseudonyms"),
-            role: None,
-            organisation: self.refusals.federation.me(),
-        };
-        let draft = EventDraft::new(transaction, actor, Action::PseudonymEvaluate)
-            .counterpart(from.oin)
-            .object(format!("elements:{}", evaluated.len()));
-        self.refusals
-            .ledger
-            .commit(move |txn| txn.audit(draft))
-            .await
-            .map_err(|e| Status::from(ApiError::from(e)))?;
-        Ok(Response::new(proto::EvaluateResponse {
-            evaluated: evaluated.iter().map(|e| e.to_vec()).collect(),
-        }))
+        Ok(Response::new(proto::EvaluateResponse { evaluated }))
     }
 }

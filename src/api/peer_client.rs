@@ -317,10 +317,14 @@ impl Peers for GrpcPeers {
         &self,
         service: &Oin,
         blinded: Vec<Vec<u8>>,
+        on_behalf_of: Option<Oin>,
     ) -> Result<Vec<Vec<u8>>, PeerError> {
         let channel = self.channel(service).await?;
         let answer = PseudonymsClient::new(channel)
-            .evaluate(proto::EvaluateRequest { blinded })
+            .evaluate(proto::EvaluateRequest {
+                blinded,
+                on_behalf_of: on_behalf_of.map(|o| o.to_string()).unwrap_or_default(),
+            })
             .await
             .map_err(|status| peer_error(service, status))?
             .into_inner();

@@ -101,11 +101,13 @@ pub trait Peers: Send + Sync + std::fmt::Debug {
         index: &Oin,
         context: &RequestContext,
     ) -> Result<Vec<Waakvlam>, PeerError>;
-    /// One oblivious PRF evaluation round at a pseudonym service.
+    /// One oblivious PRF evaluation along the chain, starting at `service`. `on_behalf_of` is
+    /// set only by a service forwarding for the organisation that asked it.
     async fn evaluate(
         &self,
         service: &Oin,
         blinded: Vec<Vec<u8>>,
+        on_behalf_of: Option<Oin>,
     ) -> Result<Vec<Vec<u8>>, PeerError>;
     /// The signed directory a peer holds.
     async fn directory(&self, from: &Oin) -> Result<String, PeerError>;

@@ -1,6 +1,7 @@
 //! The federation's pseudonymiser at an organisation node: BSNs are blinded here, evaluated by
-//! the pseudonym service named in the signed directory (which sees only blinded elements), and
-//! unblinded here into federation pseudonyms. One round trip per request, batched.
+//! the chain of pseudonym services named in the signed directory (each sees only blinded
+//! elements; the first forwards along the chain), and unblinded here into federation
+//! pseudonyms. One round trip per request, batched.
 
 use std::sync::Arc;
 
@@ -28,20 +29,21 @@ impl Pseudonymiser for OprfPseudonymiser {
         if persons.is_empty() {
             return Ok(Vec::new());
         }
-        let service = self
-            .federation
-            .directory()
+        let directory = self.federation.directory();
+        let service = directory
             .pseudonym_services()
             .next()
             .map(|m| m.oin)
             .ok_or_else(|| {
                 PseudonymError::Unavailable("the directory names no pseudonym service".into())
             })?;
+        // The first service waits for the rest of the chain, each hop within the peer timeout.
+        let hops = directory.pseudonym_services().count() as u32;
         let blinded = oprf::blind_all(persons);
         let elements = blinded.iter().map(|b| b.element().to_vec()).collect();
         let evaluated = tokio::time::timeout(
-            self.federation.timeout(),
-            self.peers.evaluate(&service, elements),
+            self.federation.timeout() * hops,
+            self.peers.evaluate(&service, elements, None),
         )
         .await
         .map_err(|_| PseudonymError::Unavailable(format!("{service} did not answer in time")))?

@@ -9,11 +9,13 @@ pub mod federated;
 mod keyed;
 mod local;
 pub mod oprf;
+pub mod service;
 
 pub use federated::OprfPseudonymiser;
 pub use keyed::{KeyedPseudonymiser, read_or_create_secret};
 pub use local::LocalPseudonyms;
 pub use oprf::{Blinded, OprfError, ServiceKey};
+pub use service::{PseudonymService, ServiceError};
 
 use async_trait::async_trait;
 

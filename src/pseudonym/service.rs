@@ -1,0 +1,218 @@
+//! The pseudonym service role: evaluates blinded elements under its key share, forwards the
+//! result to the next service of the chain (in the directory's order), and answers with the
+//! last service's result. With one service in the directory it is the whole chain.
+//!
+//! It never sees a BSN or a pseudonym: only blinded elements, uniformly random per request.
+//! It limits every organisation to the policy's rate (RESOURCE_EXHAUSTED beyond it), counted
+//! by the organisation that asked the first service, and records in its audit log how many
+//! elements it evaluated for whom, per period, never the elements.
+//!
+//! Forwarding, rather than answering the client and letting it call the next service, keeps
+//! the intermediate element `k1 * B` from the client: a client that saw it would hold an oracle
+//! for one key share, which the chain is there to deny.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::{OprfError, ServiceKey};
+use crate::directory::{Member, NodeRole};
+use crate::domain::{Action, Actor, EventDraft, Oin, PrincipalId, TransactionId};
+use crate::federation::{Federation, PeerError, Peers};
+use crate::ledger::{Ledger, LedgerError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(
+        "rate limit: {organisation} may ask for at most {limit} pseudonym evaluations a minute"
+    )]
+    RateLimited { organisation: String, limit: u32 },
+    #[error(
+        "on_behalf_of: only a pseudonym service of the chain may forward for another organisation"
+    )]
+    NotAChainMember,
+    #[error("this node is not one of the directory's pseudonym services")]
+    NotInChain,
+    #[error(transparent)]
+    Oprf(#[from] OprfError),
+    #[error("the next pseudonym service: {0}")]
+    Next(#[from] PeerError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+/// A token bucket per organisation: `rate` a minute, bursts up to a minute's worth.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+#[derive(Debug)]
+pub struct PseudonymService {
+    key: ServiceKey,
+    federation: Arc<Federation>,
+    peers: Arc<dyn Peers>,
+    ledger: Arc<Ledger>,
+    buckets: Mutex<HashMap<Oin, Bucket>>,
+    /// Elements evaluated per organisation since the last record.
+    counts: Mutex<BTreeMap<Oin, u64>>,
+}
+
+impl PseudonymService {
+    pub fn new(
+        key: ServiceKey,
+        federation: Arc<Federation>,
+        peers: Arc<dyn Peers>,
+        ledger: Arc<Ledger>,
+    ) -> PseudonymService {
+        PseudonymService {
+            key,
+            federation,
+            peers,
+            ledger,
+            buckets: Mutex::new(HashMap::new()),
+            counts: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn take(
+        &self,
+        organisation: Oin,
+        elements: usize,
+        per_minute: u32,
+    ) -> Result<(), ServiceError> {
+        let capacity = f64::from(per_minute);
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let bucket = buckets.entry(organisation).or_insert(Bucket {
+            tokens: capacity,
+            at: now,
+        });
+        let refill = now.duration_since(bucket.at).as_secs_f64() * capacity / 60.0;
+        bucket.tokens = (bucket.tokens + refill).min(capacity);
+        bucket.at = now;
+        let wanted = elements as f64;
+        if bucket.tokens < wanted {
+            let organisation = self
+                .federation
+                .directory()
+                .member(&organisation)
+                .map_or_else(
+                    || organisation.to_string(),
+                    |m| format!("{} ({})", m.name, m.oin),
+                );
+            return Err(ServiceError::RateLimited {
+                organisation,
+                limit: per_minute,
+            });
+        }
+        bucket.tokens -= wanted;
+        Ok(())
+    }
+
+    /// Evaluates `blinded` for `from` (or, when a chain member forwards, for the organisation
+    /// it names), along the rest of the chain.
+    pub async fn evaluate(
+        &self,
+        from: &Member,
+        on_behalf_of: Option<Oin>,
+        blinded: Vec<Vec<u8>>,
+    ) -> Result<Vec<Vec<u8>>, ServiceError> {
+        let directory = self.federation.directory();
+        let requester = match on_behalf_of {
+            Some(organisation) if from.has_role(NodeRole::PseudonymService) => organisation,
+            Some(_) => return Err(ServiceError::NotAChainMember),
+            None => from.oin,
+        };
+        self.take(
+            requester,
+            blinded.len(),
+            directory.policy().pseudonym_rate_per_minute,
+        )?;
+        let evaluated: Vec<Vec<u8>> = self
+            .key
+            .evaluate(&blinded)?
+            .into_iter()
+            .map(|e| e.to_vec())
+            .collect();
+        let chain: Vec<Oin> = directory.pseudonym_services().map(|m| m.oin).collect();
+        let me = self.federation.me();
+        let position = chain
+            .iter()
+            .position(|oin| *oin == me)
+            .ok_or(ServiceError::NotInChain)?;
+        let answer = match chain.get(position + 1) {
+            Some(next) => tokio::time::timeout(
+                self.federation.timeout(),
+                self.peers.evaluate(next, evaluated, Some(requester)),
+            )
+            .await
+            .map_err(|_| PeerError::Unavailable {
+                oin: *next,
+                reason: "did not answer in time".into(),
+            })??,
+            None => evaluated,
+        };
+        *self
+            .counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(requester)
+            .or_default() += blinded.len() as u64;
+        Ok(answer)
+    }
+
+    /// Records the counts since the last record: one event per organisation served.
+    pub async fn record_counts(&self, period: &str) -> Result<(), ServiceError> {
+        let counts = std::mem::take(&mut *self.counts.lock().unwrap_or_else(|e| e.into_inner()));
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let actor = Actor {
+            user: PrincipalId::system("pseudonyms"),
+            role: None,
+            organisation: self.federation.me(),
+        };
+        let transaction = TransactionId::new();
+        let events: Vec<EventDraft> = counts
+            .into_iter()
+            .map(|(organisation, count)| {
+                EventDraft::new(transaction, actor.clone(), Action::PseudonymEvaluate)
+                    .counterpart(organisation)
+                    .object(format!("elements:{count}"))
+                    .reason(format!("evaluations in {period}"))
+            })
+            .collect();
+        self.ledger
+            .commit(move |txn| events.into_iter().for_each(|e| txn.audit(e)))
+            .await?;
+        Ok(())
+    }
+
+    /// Records counts every `every`, and once more when the node stops.
+    pub async fn run_counts(self: Arc<Self>, every: Duration, mut stopped: watch::Receiver<bool>) {
+        let mut interval = tokio::time::interval(every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval.tick().await;
+        loop {
+            let stop = tokio::select! {
+                _ = interval.tick() => false,
+                _ = stopped.wait_for(|stop| *stop) => true,
+            };
+            let period = if stop {
+                "the last period before stopping"
+            } else {
+                "the last period"
+            };
+            if let Err(e) = self.record_counts(period).await {
+                tracing::warn!(error = %e, "cannot record pseudonym evaluation counts");
+            }
+            if stop {
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! The chain of pseudonym services: the federation pseudonym of a BSN is the OPRF under the
+//! product of every service's key share, so no one service can compute or invert it alone; the
+//! first service forwards along the chain so that no client ever holds one share's output; each
+//! service limits every organisation's evaluations a minute and records how many it served for
+//! whom, never the elements.
+
+mod common_federation;
+
+use std::sync::Arc;
+
+use common_federation::*;
+use kring::api::proto;
+use kring::demo::demo_members;
+use kring::devnet::{DevMember, RunningFederation};
+use kring::domain::{Bsn, Pseudonym};
+use kring::pseudonym::{OprfPseudonymiser, Pseudonymiser, ServiceKey, oprf};
+use tonic::Code;
+
+type PseudonymsClient = proto::pseudonyms_client::PseudonymsClient<tonic::transport::Channel>;
+
+/// The federation pseudonym of a BSN as the school's node computes it, through the chain.
+async fn federation_pseudonym(federation: &RunningFederation, bsn: &str) -> Pseudonym {
+    let school = federation.node("school").federation().unwrap().clone();
+    let peers = Arc::new(kring::api::peer_client::GrpcPeers::new(school.clone()));
+    OprfPseudonymiser::new(school, peers)
+        .pseudonymise(vec![Bsn::parse(bsn).unwrap()])
+        .await
+        .expect("the chain answers")[0]
+}
+
+/// The key share a pseudonym service created at its first start, read from its file.
+fn key_share(federation: &RunningFederation, service: &str) -> ServiceKey {
+    let path = federation.configs[service]
+        .federation
+        .as_ref()
+        .unwrap()
+        .pseudonym_key
+        .clone()
+        .expect("a pseudonym service has a key file");
+    ServiceKey::read_or_create(&path).expect("the key share reads")
+}
+
+/// The pseudonym computed outside the federation with exactly these key shares, in order.
+fn pseudonym_under(bsn: &str, shares: &[&ServiceKey]) -> Pseudonym {
+    let blinded = oprf::blind(Bsn::parse(bsn).unwrap());
+    let mut element = blinded.element().to_vec();
+    for share in shares {
+        element = share.evaluate(&[element]).expect("a valid element")[0].to_vec();
+    }
+    oprf::finalize(blinded, &element).expect("a valid evaluation")
+}
+
+/// A client of `service`'s Pseudonyms API presenting node `as_node`'s peer certificate.
+async fn pseudonyms_as(
+    federation: &RunningFederation,
+    service: &str,
+    as_node: &str,
+) -> PseudonymsClient {
+    let channel = peer_channel(federation, service, &identity(federation, as_node)).await;
+    PseudonymsClient::new(channel)
+}
+
+/// `n` blinded elements of different BSNs, as an organisation sends them.
+fn blinded(n: u32) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| oprf::blind(Bsn::parse(&bsn(i)).unwrap()).element().to_vec())
+        .collect()
+}
+
+fn evaluate(blinded: Vec<Vec<u8>>, on_behalf_of: &str) -> proto::EvaluateRequest {
+    proto::EvaluateRequest {
+        blinded,
+        on_behalf_of: on_behalf_of.to_owned(),
+    }
+}
+
+/// An Evaluate request in exchange `transaction`, as a peer's client sends it.
+fn evaluate_in(
+    transaction: &str,
+    blinded: Vec<Vec<u8>>,
+    on_behalf_of: &str,
+) -> tonic::Request<proto::EvaluateRequest> {
+    let mut request = tonic::Request::new(evaluate(blinded, on_behalf_of));
+    request.metadata_mut().insert(
+        kring::api::TRANSACTION_HEADER,
+        transaction.parse().expect("an ASCII transaction id"),
+    );
+    request
+}
+
+/// The demo's members with only the first pseudonym service.
+fn one_service() -> Vec<DevMember> {
+    demo_members()
+        .into_iter()
+        .filter(|m| m.key != "pseudonyms-b")
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_federation_pseudonym_is_the_oprf_under_both_key_shares_and_neither_alone() {
+    let (_dir, federation) = start(&demo_members()).await;
+    let through_the_chain = federation_pseudonym(&federation, CHILD).await;
+    // Deterministic: another blinding, the same pseudonym.
+    assert_eq!(
+        federation_pseudonym(&federation, CHILD).await,
+        through_the_chain
+    );
+    assert_ne!(
+        federation_pseudonym(&federation, MOTHER).await,
+        through_the_chain
+    );
+
+    let a = key_share(&federation, "pseudonyms");
+    let b = key_share(&federation, "pseudonyms-b");
+    assert_eq!(pseudonym_under(CHILD, &[&a, &b]), through_the_chain);
+    assert_eq!(
+        pseudonym_under(CHILD, &[&b, &a]),
+        through_the_chain,
+        "the shares compose in either order"
+    );
+    assert_ne!(
+        pseudonym_under(CHILD, &[&a]),
+        through_the_chain,
+        "service A's share alone does not give the pseudonym"
+    );
+    assert_ne!(
+        pseudonym_under(CHILD, &[&b]),
+        through_the_chain,
+        "service B's share alone does not give the pseudonym"
+    );
+
+    // The organisations meet on it: the school and the GGD on the same child match.
+    let mut school = client(&federation, SCHOOL_AF).await;
+    let mut ggd = client(&federation, GGD_SIGNALER).await;
+    register_ok(&mut school, worry(CHILD, &[])).await;
+    register_ok(&mut ggd, worry(CHILD, &[])).await;
+    matches_until(&school, "the school and the GGD match", |m| m.len() == 1).await;
+    federation.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_one_service_in_the_directory_it_is_the_whole_chain() {
+    let (_dir, federation) = start(&one_service()).await;
+    let pseudonym = federation_pseudonym(&federation, CHILD).await;
+    let a = key_share(&federation, "pseudonyms");
+    assert_eq!(pseudonym_under(CHILD, &[&a]), pseudonym);
+
+    let mut school = client(&federation, SCHOOL_AF).await;
+    let mut ggd = client(&federation, GGD_SIGNALER).await;
+    register_ok(&mut school, worry(CHILD, &[])).await;
+    register_ok(&mut ggd, worry(CHILD, &[])).await;
+    matches_until(&school, "the school and the GGD match", |m| m.len() == 1).await;
+    federation.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_organisation_beyond_its_rate_is_refused_naming_it_and_the_others_are_served() {
+    let (_dir, federation) = start_with_directory(&demo_members(), |content| {
+        content.policy.pseudonym_rate_per_minute = 4;
+    })
+    .await;
+    let mut as_school = pseudonyms_as(&federation, "pseudonyms", "school").await;
+    let answer = as_school
+        .evaluate(evaluate(blinded(4), ""))
+        .await
+        .expect("four a minute are allowed")
+        .into_inner();
+    assert_eq!(answer.evaluated.len(), 4);
+    let transaction = new_transaction();
+    refused(
+        as_school
+            .evaluate(evaluate_in(&transaction, blinded(1), ""))
+            .await,
+        Code::ResourceExhausted,
+        "rate limit: Basisschool De Regenboog (00000001820000001000) may ask for at most 4 \
+         pseudonym evaluations a minute",
+    );
+    audited_refusal(
+        &federation,
+        "pseudonyms",
+        &transaction,
+        proto::AuditAction::PseudonymEvaluate,
+        "resource_exhausted",
+        "Basisschool De Regenboog",
+    )
+    .await;
+
+    // The limit is the school's, not the service's: the GGD is served.
+    let mut as_ggd = pseudonyms_as(&federation, "pseudonyms", "ggd").await;
+    as_ggd
+        .evaluate(evaluate(blinded(2), ""))
+        .await
+        .expect("the GGD has its own allowance");
+
+    // A professional at the school meets the limit as RESOURCE_EXHAUSTED, and nothing is
+    // registered.
+    let mut school = client(&federation, SCHOOL_AF).await;
+    refused(
+        school.signals.register(worry(CHILD, &[])).await,
+        Code::ResourceExhausted,
+        "at most 4 pseudonym evaluations a minute",
+    );
+    let listed = school
+        .signals
+        .list(proto::ListRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.signals.is_empty(), "nothing was registered");
+    federation.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_second_service_limits_the_organisation_the_first_forwards_for() {
+    let (_dir, federation) = start_with_directory(&demo_members(), |content| {
+        content.policy.pseudonym_rate_per_minute = 4;
+    })
+    .await;
+    // The school spends its allowance at service B directly...
+    let mut school_at_b = pseudonyms_as(&federation, "pseudonyms-b", "school").await;
+    school_at_b
+        .evaluate(evaluate(blinded(4), ""))
+        .await
+        .expect("four a minute are allowed");
+    // ...so service A, forwarding the school's next request, is refused by B for the school.
+    let mut school_at_a = pseudonyms_as(&federation, "pseudonyms", "school").await;
+    refused(
+        school_at_a.evaluate(evaluate(blinded(1), "")).await,
+        Code::ResourceExhausted,
+        "rate limit: Basisschool De Regenboog (00000001820000001000)",
+    );
+    federation.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_service_of_the_chain_may_ask_on_behalf_of_another_organisation() {
+    let (_dir, federation) = start(&demo_members()).await;
+    let mut as_school = pseudonyms_as(&federation, "pseudonyms-b", "school").await;
+    let transaction = new_transaction();
+    refused(
+        as_school
+            .evaluate(evaluate_in(&transaction, blinded(1), GGD))
+            .await,
+        Code::PermissionDenied,
+        "on_behalf_of: only a pseudonym service of the chain may forward",
+    );
+    audited_refusal(
+        &federation,
+        "pseudonyms-b",
+        &transaction,
+        proto::AuditAction::PseudonymEvaluate,
+        "permission_denied",
+        "on_behalf_of",
+    )
+    .await;
+    refused(
+        as_school.evaluate(evaluate(blinded(1), "12")).await,
+        Code::InvalidArgument,
+        "on_behalf_of",
+    );
+    // Service A may.
+    let mut as_a = pseudonyms_as(&federation, "pseudonyms-b", "pseudonyms").await;
+    let answer = as_a
+        .evaluate(evaluate(blinded(1), SCHOOL))
+        .await
+        .expect("a chain member forwards for the school")
+        .into_inner();
+    assert_eq!(answer.evaluated.len(), 1);
+    // Not an element: the service checks what it evaluates.
+    refused(
+        as_a.evaluate(evaluate(vec![vec![7; 32]], SCHOOL)).await,
+        Code::InvalidArgument,
+        "blinded",
+    );
+    federation.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_service_records_how_many_it_evaluated_for_whom_and_never_the_elements() {
+    let clock: kring::clock::SharedClock = Arc::new(kring::clock::SystemClock);
+    let (_dir, mut federation) = start(&demo_members()).await;
+    let sent_by_school = blinded(3);
+    let mut as_school = pseudonyms_as(&federation, "pseudonyms", "school").await;
+    as_school
+        .evaluate(evaluate(sent_by_school.clone(), ""))
+        .await
+        .expect("the school is served");
+    let mut as_ggd = pseudonyms_as(&federation, "pseudonyms", "ggd").await;
+    as_ggd
+        .evaluate(evaluate(blinded(2), ""))
+        .await
+        .expect("the GGD is served");
+    // The counts are recorded per period and when a service stops.
+    for service in ["pseudonyms", "pseudonyms-b"] {
+        federation.stop(service).await.unwrap();
+        restart(&mut federation, service, clock.clone()).await;
+    }
+    for service in ["pseudonyms", "pseudonyms-b"] {
+        let counted: Vec<(String, String)> =
+            events(&federation, service, proto::AuditAction::PseudonymEvaluate)
+                .await
+                .into_iter()
+                .filter(|e| e.outcome == proto::Outcome::Success as i32)
+                .map(|e| (e.counterpart_oin, e.object))
+                .collect();
+        assert_eq!(
+            counted,
+            vec![
+                (SCHOOL.to_owned(), "elements:3".to_owned()),
+                (GGD.to_owned(), "elements:2".to_owned()),
+            ],
+            "{service} counted per organisation that asked the chain"
+        );
+        // Nothing of an element is in the log.
+        let log = format!(
+            "{:?}",
+            search(&federation, service, proto::AuditSearchRequest::default()).await
+        );
+        for element in &sent_by_school {
+            let hex: String = element.iter().map(|b| format!("{b:02x}")).collect();
+            let bytes = format!("{:?}", &element[..8]);
+            assert!(
+                !log.contains(&hex[..16]) && !log.contains(bytes.trim_end_matches(']')),
+                "{service}'s log holds an element"
+            );
+        }
+    }
+    federation.shutdown().await.unwrap();
+}
