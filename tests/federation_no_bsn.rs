@@ -1,13 +1,18 @@
 //! No BSN leaves the memory of the node where it was typed: after a whole story over the
 //! federation (registrations at several organisations, matches, regie, waakvlam, a melding,
 //! linked signals, break-glass and its review, refusals of mistyped and misplaced BSNs), and
-//! after the demo's own story, no file of any node (stores, keys, secrets, the directory) and
-//! no line the process logged holds a BSN in any encoding the code uses: nine ASCII digits,
-//! eight for a BSN with a leading zero, UTF-16LE, or the domain-tagged OPRF input.
+//! after the demo's own story, no file of any node (stores, keys, secrets, the directory), no
+//! line the process logged, and no byte of the story's peer traffic (tapped in plaintext by
+//! relays that terminate mutual TLS with the nodes' own keys, see `wire_tap`) holds a BSN in
+//! any encoding the code uses: nine ASCII digits, eight for a BSN with a leading zero,
+//! UTF-16LE, or the domain-tagged OPRF input. The local API between a professional's client
+//! and the professional's own node carries the BSN by design (TLS to that node) and is not
+//! tapped.
 //!
 //! The tracing subscriber is process-wide, so this file holds one test.
 
 mod common_federation;
+mod wire_tap;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -360,8 +365,9 @@ async fn no_bsn_reaches_any_file_or_log_line_of_any_node() {
     ];
     let needles = needles(&typed);
 
-    // Our story, then the demo's, each in its own federation directory.
-    let (ours, federation) = start(&demo_members()).await;
+    // Our story, every peer exchange through the tap, then the demo's, each in its own
+    // federation directory.
+    let (ours, federation, capture) = wire_tap::start_tapped(&demo_members()).await;
     // The scan must not mistake an identifier for a BSN: none of the needles occurs in the
     // directory (OINs, ports, keys) before anything was typed.
     let directory = std::fs::read(ours.path().join("directory.note")).unwrap();
@@ -373,6 +379,27 @@ async fn no_bsn_reaches_any_file_or_log_line_of_any_node() {
     }
     let ids = play(&federation, &people).await;
     federation.shutdown().await.unwrap();
+
+    // The wire: every peer exchange of the story, decrypted.
+    let wire = capture.bytes();
+    assert!(
+        capture.connections() >= 10,
+        "the peer traffic went through the tap ({} connections)",
+        capture.connections()
+    );
+    for (what, needle) in &needles {
+        assert!(
+            !contains(&wire, needle),
+            "the peer traffic holds {what} ({} bytes tapped)",
+            wire.len()
+        );
+    }
+    // The tap sees plaintext: the signal references the story published to the index are in
+    // it.
+    assert!(
+        ids.iter().any(|id| contains(&wire, id.as_bytes())),
+        "the tapped bytes are plaintext: a signal reference is in them"
+    );
     let demo = base_dir();
     kring::demo::run(DemoArgs {
         serve: false,
@@ -385,7 +412,12 @@ async fn no_bsn_reaches_any_file_or_log_line_of_any_node() {
     files.extend(files_under(demo.path()));
     files.push(log_file.clone());
     let mut scanned = 0;
-    let mut ids_seen = Vec::new();
+    // The scan reads plaintext where identifiers are plain: the peer traffic, and the log.
+    let mut ids_seen: Vec<String> = ids
+        .iter()
+        .filter(|id| contains(&wire, id.as_bytes()))
+        .cloned()
+        .collect();
     for file in &files {
         let bytes = std::fs::read(file).expect("a readable file");
         scanned += bytes.len();
