@@ -13,6 +13,7 @@ use serde::Deserialize;
 use crate::auth::{Principal, Principals};
 use crate::domain::{ContactPointId, Oin, OrgType, PrincipalId, Role, UnixMillis};
 use crate::store::StoreOptions;
+use crate::store::crypt::{self, DataKeyId, KeyBytes, Keyring};
 use crate::tls::TlsIdentity;
 
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +109,21 @@ struct RawRetention {
 #[serde(deny_unknown_fields)]
 struct RawStore {
     cache_mb: Option<u64>,
+    /// The data keys that seal record values at rest; none: values are stored in the clear.
+    #[serde(default)]
+    data_keys: Vec<RawDataKey>,
+    /// The id of the key new values are sealed under (may be left out with one key).
+    active_data_key: Option<i64>,
+}
+
+/// One data key: from a file (32 raw bytes or their base64), or from an environment
+/// variable holding `ID:BASE64`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDataKey {
+    id: i64,
+    file: Option<PathBuf>,
+    env: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -327,6 +343,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     if !(4..=4096).contains(&cache_mb) {
         return Err(invalid("store.cache_mb", "must be between 4 and 4096"));
     }
+    let keyring = validate_data_keys(&raw.store, base)?;
 
     let log_format = match raw.log.format.as_deref().unwrap_or("text") {
         "text" => LogFormat::Text,
@@ -423,6 +440,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         sweep_every: Duration::from_secs(sweep_every_secs),
         store: StoreOptions {
             cache_bytes: cache_mb * 1024 * 1024,
+            keyring,
         },
         log_format,
         log_level,
@@ -537,6 +555,63 @@ fn validate_federation(
         pseudonym_key,
         peer_timeout: Duration::from_millis(peer_timeout_ms),
     })
+}
+
+/// Loads every data key of `[store]` and checks it, naming the key of the first mistake.
+fn validate_data_keys(
+    raw: &RawStore,
+    base: &Path,
+) -> Result<Option<std::sync::Arc<Keyring>>, ConfigError> {
+    let id_of = |key: &str, id: i64| {
+        u16::try_from(id)
+            .ok()
+            .and_then(DataKeyId::new)
+            .ok_or_else(|| invalid(key, "a data key id is a number from 1 to 65535"))
+    };
+    let mut keys: Vec<(DataKeyId, KeyBytes)> = Vec::new();
+    for (i, entry) in raw.data_keys.iter().enumerate() {
+        let key = |field: &str| format!("store.data_keys[{i}].{field}");
+        let id = id_of(&key("id"), entry.id)?;
+        if keys.iter().any(|(known, _)| *known == id) {
+            return Err(invalid(key("id"), format!("data key {id} is listed twice")));
+        }
+        let bytes = match (&entry.file, &entry.env) {
+            (Some(file), None) => crypt::read_key_file(&resolve(base, file))
+                .map_err(|e| invalid(key("file"), format!("data key {id}: {e}")))?,
+            (None, Some(name)) => {
+                let value = std::env::var(name)
+                    .map_err(|e| invalid(key("env"), format!("data key {id}: ${name}: {e}")))?;
+                crypt::parse_env_key(&value, id)
+                    .map_err(|e| invalid(key("env"), format!("data key {id}: ${name} {e}")))?
+            }
+            _ => {
+                return Err(invalid(
+                    key("file"),
+                    format!("data key {id}: give file or env, one of them"),
+                ));
+            }
+        };
+        keys.push((id, bytes));
+    }
+    let active = match (raw.active_data_key, keys.as_slice()) {
+        (None, []) => return Ok(None),
+        (Some(_), []) => {
+            return Err(invalid(
+                "store.active_data_key",
+                "names a data key, but store.data_keys lists none",
+            ));
+        }
+        (Some(active), _) => id_of("store.active_data_key", active)?,
+        (None, [(only, _)]) => *only,
+        (None, _) => {
+            return Err(invalid(
+                "store.active_data_key",
+                "is required when store.data_keys lists more than one key",
+            ));
+        }
+    };
+    let keyring = Keyring::new(keys, active).map_err(|e| invalid("store.active_data_key", e))?;
+    Ok(Some(std::sync::Arc::new(keyring)))
 }
 
 pub fn default_origin(oin: &Oin) -> String {

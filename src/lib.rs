@@ -12,6 +12,7 @@
 //! - [`audit`]: canonical events, the RFC 6962 Merkle log, signed checkpoints, proofs, the
 //!   verifier, search.
 //! - [`ledger`]: the single writer and group commit that make every acknowledgement durable.
+//! - [`reencrypt`]: after a data key rotation, seals every stored value under the active key.
 //! - [`signals`]: what a node does with its own signals.
 //! - [`auth`]: principals, bearer tokens and roles.
 //! - [`api`]: the gRPC services; the only place that sees generated proto types.
@@ -46,6 +47,7 @@ pub mod node;
 pub mod pki;
 pub mod policy;
 pub mod pseudonym;
+pub mod reencrypt;
 pub mod signals;
 pub mod store;
 pub mod tls;

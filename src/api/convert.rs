@@ -113,6 +113,7 @@ enum_map!(action, action_to_proto, proto::AuditAction, Action, {
     RegieClaim <=> RegieClaim, RegieRelease <=> RegieRelease,
     WaakvlamStart <=> WaakvlamStart, WaakvlamList <=> WaakvlamList,
     PseudonymEvaluate <=> PseudonymEvaluate,
+    StoreReencrypted <=> StoreReencrypted,
 });
 enum_map!(outcome, outcome_to_proto, proto::Outcome, Outcome, {
     Success <=> Success, Refused <=> Refused, Failed <=> Failed,

@@ -17,7 +17,7 @@ use crate::api::proto;
 use crate::audit::{NoteVerifier, Verifier, checkpoint, verify};
 use crate::cli_support::{render_event, render_reconciliation, render_report};
 use crate::domain::{Action, Oin, Outcome, Purpose, ReviewOutcome, ReviewReason, UnixMillis};
-use crate::store::{SledStore, StoreOptions};
+use crate::store::{SledStore, StoreError, StoreOptions, crypt};
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -204,6 +204,10 @@ pub struct VerifyArgs {
     /// Checkpoints saved before (signed notes); the log must extend each.
     #[arg(long = "trusted")]
     trusted: Vec<PathBuf>,
+    /// A data key file of an encrypted store (repeatable: every key its values are sealed
+    /// under). Each key's id is recognised from the store's own key checks.
+    #[arg(long = "data-key", requires = "store")]
+    data_keys: Vec<PathBuf>,
 }
 
 fn key(raw: &str) -> anyhow::Result<NoteVerifier> {
@@ -297,7 +301,20 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
             }
             let report = match (&args.store, &args.node) {
                 (Some(dir), _) => {
-                    let store = SledStore::open(dir, &StoreOptions::default())
+                    let mut keys = Vec::new();
+                    for path in &args.data_keys {
+                        keys.push(
+                            crypt::read_key_file(path)
+                                .map_err(|e| anyhow::anyhow!("--data-key {e}"))?,
+                        );
+                    }
+                    let store = SledStore::open_with_keys(dir, &StoreOptions::default(), keys)
+                        .map_err(|e| match e {
+                            StoreError::MissingDataKey { id } => anyhow::anyhow!(
+                                "{e}: give the file of data key {id} with --data-key"
+                            ),
+                            e => e.into(),
+                        })
                         .with_context(|| format!("opening the store in {}", dir.display()))?;
                     verify::verify_store(&store, &verifier, None)
                 }

@@ -9,6 +9,7 @@ mod node;
 mod pki;
 mod render;
 mod signal;
+mod store;
 
 use std::process::ExitCode;
 
@@ -51,6 +52,9 @@ enum Command {
     /// The federation directory: the authority's key, signing, showing.
     #[command(subcommand)]
     Directory(directory::DirectoryCommand),
+    /// The store at rest: data keys for encryption at rest.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
 }
 
 pub fn main() -> ExitCode {
@@ -88,6 +92,7 @@ pub fn main() -> ExitCode {
                 audit::run(command).await
             }
             Command::Directory(command) => directory::run(command),
+            Command::Store(command) => store::run(command),
         }
     });
     match result {

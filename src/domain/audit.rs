@@ -51,6 +51,9 @@ closed_enum! {
         WaakvlamStart = "waakvlam.start",
         WaakvlamList = "waakvlam.list",
         PseudonymEvaluate = "pseudonym.evaluate",
+        /// Re-encryption after a data key rotation finished: no stored value needs the
+        /// retired keys.
+        StoreReencrypted = "store.reencrypted",
     }
 }
 

@@ -11,7 +11,17 @@ pub(super) struct Migration {
 }
 
 /// Version 1 is the first schema; later versions append here, in order.
-pub(super) const MIGRATIONS: &[Migration] = &[];
+pub(super) const MIGRATIONS: &[Migration] = &[Migration {
+    to_version: 2,
+    run: sealed_values,
+}];
+
+/// Version 2: content values may be sealed (encryption at rest, `store::crypt`). Nothing is
+/// rewritten: values in the clear still read. The version is there so that an older kring,
+/// which would take a sealed value for corrupt JSON, refuses the store instead.
+fn sealed_values(_: &sled::Tree) -> Result<sled::Batch, StoreError> {
+    Ok(sled::Batch::default())
+}
 
 pub(super) const FIRST_VERSION: u32 = 1;
 

@@ -5,12 +5,18 @@
 //! durable on [`Store::sync`]. It does not decide anything: the ledger decides what to write
 //! and when to sync.
 //!
+//! Encryption at rest ([`crypt`]): with a keyring, the value of every content record is sealed
+//! under the active data key and opened under any key of the ring; keys (pseudonyms, ids,
+//! times) stay in the clear, and so do an event's stored Merkle hashes, so proofs need no key.
+//!
 //! Architecture invariant: `store` knows nothing of tonic, prost, the federation or the Merkle
 //! math; hashes are opaque 32-byte values here.
 
+pub mod crypt;
 mod migrations;
 mod sled_store;
 
+pub use crypt::{DataKeyId, Keyring};
 pub use sled_store::{SledStore, StoreOptions};
 
 use crate::domain::{
@@ -36,6 +42,18 @@ pub enum StoreError {
         size: usize,
         limit: usize,
     },
+    #[error(
+        "the store holds values sealed under data key {id}, which is not in the keyring: keep data key {id} until re-encryption reports that no value needs it"
+    )]
+    MissingDataKey { id: DataKeyId },
+    #[error(
+        "data key {id} is not the key this store sealed its values with under id {id} (its key check fails)"
+    )]
+    WrongDataKey { id: DataKeyId },
+    #[error("data key number {given} as given is none of the data keys this store was sealed with")]
+    UnrecognisedDataKey { given: usize },
+    #[error("{0}")]
+    Keyring(#[from] crypt::KeyringError),
 }
 
 /// One state change. A list of them is applied atomically.
@@ -95,6 +113,48 @@ pub enum Change {
     DeleteMatch(SignalId),
     PutMelding(ReceivedMelding),
     PutBreakGlass(BreakGlassItem),
+    // Encryption at rest.
+    /// Seals these records' values again under the active data key (those not already under
+    /// it); a record since removed is skipped.
+    Reseal(Vec<RecordKey>),
+    /// Records that no value remains in the clear or under any key but the active one, so
+    /// that the other keys may leave the keyring. Only the re-encryption that has just
+    /// resealed every record may say so.
+    RetireDataKeys,
+}
+
+/// A record's key in the store, opaque outside it: what re-encryption names.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RecordKey(pub(crate) Vec<u8>);
+
+/// Where a store stands with encryption at rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataKeyUse {
+    /// The key new values are sealed under; `None` when the store writes in the clear.
+    pub active: Option<DataKeyId>,
+    /// Values written in the clear may remain.
+    pub plaintext: bool,
+    /// The keys values may still be sealed under, the active one included.
+    pub keys: Vec<DataKeyId>,
+}
+
+impl DataKeyUse {
+    /// Whether some value may need re-encryption: one in the clear, or under a key that is
+    /// not the active one.
+    pub fn needs_reseal(&self) -> bool {
+        match self.active {
+            Some(active) => self.plaintext || self.keys.iter().any(|id| *id != active),
+            None => false,
+        }
+    }
+}
+
+/// One page of a scan for values not sealed under the active data key.
+#[derive(Debug, Clone, Default)]
+pub struct ResealPage {
+    pub records: Vec<RecordKey>,
+    /// Where the next page starts (after this key); `None` when the scan reached the end.
+    pub next: Option<RecordKey>,
 }
 
 /// An audit event as stored: its canonical bytes and the stored hashes its append produced
@@ -168,4 +228,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn matches(&self) -> Result<Vec<Notice>, StoreError>;
     fn meldingen(&self) -> Result<Vec<ReceivedMelding>, StoreError>;
     fn break_glass_items(&self) -> Result<Vec<BreakGlassItem>, StoreError>;
+
+    // Encryption at rest.
+    fn data_keys(&self) -> Result<DataKeyUse, StoreError>;
+    /// Up to `limit` records after `after`, in key order, whose value is in the clear or
+    /// sealed under another key than the active one; each of them opens (one that does not
+    /// is an error naming it). Looks at a bounded number of records per call.
+    fn unsealed_records(
+        &self,
+        after: Option<&RecordKey>,
+        limit: usize,
+    ) -> Result<ResealPage, StoreError>;
 }

@@ -1,5 +1,14 @@
 //! The sled implementation of [`Store`]: one tree, keyspaces by a one-byte prefix, every
-//! [`Change`] list applied as one sled batch (sled recovers a batch atomically).
+//! [`Change`] list applied as one sled transaction (sled recovers it atomically).
+//!
+//! Encryption at rest: with a keyring, the values of the content keyspaces ([`SEALED`]) are
+//! sealed under the active data key with the record's key as AAD; for an audit event only
+//! its canonical bytes are, after the stored hashes. The meta record `mdata_keys` says what
+//! values may be sealed under (and holds a key check per key), so that a start without a
+//! key that values still need is refused at once, without a scan: it gains the active key
+//! when a store opens, and loses every other key (and "in the clear") only when
+//! re-encryption has resealed every record ([`Change::RetireDataKeys`]). No write ever seals
+//! under another key than the active one, which is what makes that sound.
 //!
 //! Durability: sled's `flush` writes its log with `sync_file_range`, which survives a process
 //! crash but does not flush the device's write cache or the file's metadata. [`Store::sync`]
@@ -7,11 +16,19 @@
 //! quarter segment (128 KiB) to separate blob files that it never fsyncs, so every value here
 //! is refused above [`VALUE_LIMIT`].
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use serde::{Deserialize, Serialize};
+
+use super::crypt::{self, DataKeyId, KeyBytes, Keyring};
 use super::migrations::{self, MIGRATIONS};
-use super::{AuditEntry, Change, Hash32, Store, StoreError, StoreIter};
+use super::{
+    AuditEntry, Change, DataKeyUse, Hash32, RecordKey, ResealPage, Store, StoreError, StoreIter,
+};
 use crate::domain::{
     BreakGlassItem, MessageId, Notice, Oin, OutboxMessage, Pointer, Pseudonym, ReceivedMelding,
     Regie, Signal, SignalId, UnixMillis, Waakvlam,
@@ -64,17 +81,50 @@ const MATCH: u8 = b'A';
 const MELDING: u8 = b'G';
 /// `B<id>`: a break-glass item.
 const BREAK_GLASS: u8 = b'B';
+/// `mdata_keys`: what values may be sealed under ([`KeyUse`]).
+const DATA_KEYS_KEY: &[u8] = b"mdata_keys";
+
+/// The keyspaces whose values carry content and are sealed under a keyring, in key order.
+/// Left in the clear: index entries (empty, or a signal id), delivered message ids, the
+/// checkpoints (signed roots) and the accepted directory (signed, public to every member).
+const SEALED: [u8; 11] = [
+    MATCH,
+    BREAK_GLASS,
+    MELDING,
+    PARTIES,
+    NOTICE,
+    POINTER,
+    REGIE,
+    WAAKVLAM,
+    EVENT,
+    OUTBOX,
+    SIGNAL,
+];
+/// The most records one call of `unsealed_records` looks at.
+const RESEAL_SCAN: usize = 4096;
+
+/// What the store's values may be sealed under: stored as JSON under `mdata_keys`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct KeyUse {
+    /// Values written in the clear may remain.
+    plaintext: bool,
+    /// Each key values may be sealed under, with its key check.
+    keys: Vec<(u16, Vec<u8>)>,
+}
 
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     /// sled's page cache, in bytes.
     pub cache_bytes: u64,
+    /// The data keys that seal record values; `None` writes values in the clear.
+    pub keyring: Option<Arc<Keyring>>,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             cache_bytes: 16 * 1024 * 1024,
+            keyring: None,
         }
     }
 }
@@ -85,6 +135,10 @@ pub struct SledStore {
     tree: sled::Tree,
     /// A second handle on sled's log file, for `fdatasync` (fsync is per inode).
     data_file: File,
+    keyring: Option<Arc<Keyring>>,
+    /// Whether a value in the clear may be read: false once every value is sealed, so that a
+    /// value swapped for plaintext on disk is corruption, not a record from before encryption.
+    plaintext_allowed: AtomicBool,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -96,34 +150,48 @@ impl std::fmt::Debug for SledStore {
 }
 
 impl SledStore {
-    /// Opens (or creates) the store in `path` and brings its schema up to date.
+    /// Opens (or creates) the store in `path` and brings its schema up to date. Refuses a
+    /// keyring that lacks a key values may be sealed under, or whose key under a known id is
+    /// another key; records the active key as in use.
     pub fn open(path: &Path, options: &StoreOptions) -> Result<SledStore, StoreError> {
-        std::fs::create_dir_all(path)?;
-        let config = sled::Config::new()
-            .path(path)
-            .cache_capacity(options.cache_bytes)
-            .flush_every_ms(None);
-        // sled releases its file lock a moment after the previous holder dropped the store
-        // (its I/O threads let go last): a restart may wait briefly, never indefinitely.
-        let mut attempts = 0;
-        let db = loop {
-            match config.open() {
-                Ok(db) => break db,
-                Err(sled::Error::Io(e))
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        || e.to_string().contains("lock") =>
-                {
-                    attempts += 1;
-                    if attempts > 50 {
-                        return Err(sled::Error::Io(e).into());
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                Err(e) => return Err(e.into()),
-            }
+        let (db, tree, fresh) = open_tree(path, options)?;
+        SledStore::finish_open(path, db, tree, fresh, options.keyring.clone())
+    }
+
+    /// Opens a store with data keys given without their ids (offline tools such as
+    /// `kring audit verify --store`): each key's id is found by the store's key checks, and
+    /// the highest is taken as active, so that opening records nothing new.
+    pub fn open_with_keys(
+        path: &Path,
+        options: &StoreOptions,
+        keys: Vec<KeyBytes>,
+    ) -> Result<SledStore, StoreError> {
+        let (db, tree, fresh) = open_tree(path, options)?;
+        let key_use = read_key_use(&tree)?.unwrap_or_default();
+        let mut identified = Vec::new();
+        for (n, bytes) in keys.into_iter().enumerate() {
+            let id = key_use
+                .keys
+                .iter()
+                .find_map(|(_, check)| crypt::key_made_check(&bytes, check))
+                .ok_or(StoreError::UnrecognisedDataKey { given: n + 1 })?;
+            identified.push((id, bytes));
+        }
+        let keyring = match identified.iter().map(|(id, _)| *id).max() {
+            Some(active) => Some(Arc::new(Keyring::new(identified, active)?)),
+            None => None,
         };
-        let tree = db.open_tree("kring")?;
-        migrations::migrate(&tree, MIGRATIONS)?;
+        SledStore::finish_open(path, db, tree, fresh, keyring)
+    }
+
+    fn finish_open(
+        path: &Path,
+        db: sled::Db,
+        tree: sled::Tree,
+        fresh: bool,
+        keyring: Option<Arc<Keyring>>,
+    ) -> Result<SledStore, StoreError> {
+        let key_use = settle_key_use(&tree, keyring.as_deref(), fresh)?;
         db.flush()?;
         let data_file = File::open(path.join("db"))?;
         data_file.sync_all()?;
@@ -134,6 +202,8 @@ impl SledStore {
             db,
             tree,
             data_file,
+            keyring,
+            plaintext_allowed: AtomicBool::new(key_use.plaintext),
         })
     }
 
@@ -143,6 +213,191 @@ impl SledStore {
 
     pub fn schema_version(&self) -> u32 {
         migrations::current_version(MIGRATIONS)
+    }
+
+    /// A record's value as stored: opened if sealed, as is if written in the clear (before
+    /// encryption was switched on). A failure is corruption naming the record.
+    fn open_value<'v>(&self, key: &[u8], value: &'v [u8]) -> Result<Cow<'v, [u8]>, StoreError> {
+        let corrupt = |problem: String| StoreError::Corrupt {
+            key: record_name(key),
+            problem,
+        };
+        match crypt::sealed_under(value) {
+            None if self.plaintext_allowed.load(Ordering::Relaxed) => Ok(Cow::Borrowed(value)),
+            None => Err(corrupt(
+                "is not sealed, but every value of this store is: changed on disk".into(),
+            )),
+            Some(id) => match &self.keyring {
+                Some(keyring) => keyring
+                    .open(key, value)
+                    .map(Cow::Owned)
+                    .map_err(|e| corrupt(e.to_string())),
+                None => Err(corrupt(crypt::OpenError::UnknownKey(id).to_string())),
+            },
+        }
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<T, StoreError> {
+        let value = self.open_value(key, value)?;
+        serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt {
+            key: record_name(key),
+            problem: e.to_string(),
+        })
+    }
+
+    /// An event's stored hashes and its canonical bytes, opened.
+    fn event<'v>(
+        &self,
+        index: u64,
+        value: &'v [u8],
+    ) -> Result<(Vec<Hash32>, Cow<'v, [u8]>), StoreError> {
+        let (hashes, tail) = split_event(index, value)?;
+        let canonical = self.open_value(&key(EVENT, &[&index.to_be_bytes()]), tail)?;
+        Ok((hashes, canonical))
+    }
+
+    fn entry(&self, index: u64, value: &[u8]) -> Result<AuditEntry, StoreError> {
+        let (hashes, canonical) = self.event(index, value)?;
+        let first = tlog_tiles::stored_hash_index(0, index);
+        Ok(AuditEntry {
+            index,
+            hashes: hashes
+                .into_iter()
+                .enumerate()
+                .map(|(i, h)| (first + i as u64, h))
+                .collect(),
+            canonical: canonical.into_owned(),
+        })
+    }
+}
+
+/// Opens sled's tree in `path` and migrates it; says whether the store was new.
+fn open_tree(
+    path: &Path,
+    options: &StoreOptions,
+) -> Result<(sled::Db, sled::Tree, bool), StoreError> {
+    std::fs::create_dir_all(path)?;
+    let config = sled::Config::new()
+        .path(path)
+        .cache_capacity(options.cache_bytes)
+        .flush_every_ms(None);
+    // sled releases its file lock a moment after the previous holder dropped the store
+    // (its I/O threads let go last): a restart may wait briefly, never indefinitely.
+    let mut attempts = 0;
+    let db = loop {
+        match config.open() {
+            Ok(db) => break db,
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("lock") =>
+            {
+                attempts += 1;
+                if attempts > 50 {
+                    return Err(sled::Error::Io(e).into());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let tree = db.open_tree("kring")?;
+    let fresh = tree.is_empty();
+    migrations::migrate(&tree, MIGRATIONS)?;
+    Ok((db, tree, fresh))
+}
+
+fn read_key_use(tree: &sled::Tree) -> Result<Option<KeyUse>, StoreError> {
+    tree.get(DATA_KEYS_KEY)?
+        .map(|raw| {
+            serde_json::from_slice(&raw).map_err(|e| StoreError::Corrupt {
+                key: "data_keys".into(),
+                problem: e.to_string(),
+            })
+        })
+        .transpose()
+}
+
+/// Checks the keyring against what the store's values may be sealed under, and records the
+/// active key (or, without a keyring, values in the clear) as in use.
+fn settle_key_use(
+    tree: &sled::Tree,
+    keyring: Option<&Keyring>,
+    fresh: bool,
+) -> Result<KeyUse, StoreError> {
+    let stored = read_key_use(tree)?;
+    // A store from before encryption at rest may hold anything in the clear.
+    let mut key_use = stored.clone().unwrap_or(KeyUse {
+        plaintext: !fresh,
+        keys: Vec::new(),
+    });
+    for (id, check) in &key_use.keys {
+        let id = DataKeyId::new(*id).ok_or_else(|| StoreError::Corrupt {
+            key: "data_keys".into(),
+            problem: "names data key 0".into(),
+        })?;
+        match keyring {
+            Some(keyring) if keyring.contains(id) => {
+                if !keyring.passes_check(id, check) {
+                    return Err(StoreError::WrongDataKey { id });
+                }
+            }
+            _ => return Err(StoreError::MissingDataKey { id }),
+        }
+    }
+    match keyring {
+        Some(keyring) => {
+            let active = keyring.active();
+            if !key_use.keys.iter().any(|(id, _)| *id == active.get()) {
+                let check = keyring
+                    .check(active)
+                    .expect("the active key is in the ring");
+                key_use.keys.push((active.get(), check));
+            }
+        }
+        None => key_use.plaintext = true,
+    }
+    if stored.as_ref() != Some(&key_use) {
+        tree.insert(DATA_KEYS_KEY, encode(&key_use))?;
+    }
+    Ok(key_use)
+}
+
+/// A record's key for people: what it is and its id.
+fn record_name(key: &[u8]) -> String {
+    let Some((&prefix, rest)) = key.split_first() else {
+        return "the empty key".into();
+    };
+    let what = match prefix {
+        SIGNAL => "signal",
+        OUTBOX => "outbox message",
+        EVENT => "audit event",
+        NOTICE => "notice",
+        MATCH => "match of signal",
+        MELDING => "melding",
+        BREAK_GLASS => "break-glass item",
+        POINTER => "pointer",
+        PARTIES => "parties of pointer",
+        REGIE => "regie of person",
+        WAAKVLAM => "waakvlam",
+        _ => return String::from_utf8_lossy(&key[..1]).into_owned() + &hex(rest),
+    };
+    let id = |bytes: &[u8]| match <[u8; 16]>::try_from(bytes) {
+        Ok(id) => uuid::Uuid::from_bytes(id).to_string(),
+        Err(_) => hex(bytes),
+    };
+    match (prefix, rest.len()) {
+        (EVENT | NOTICE, 8) => {
+            format!("{what} {}", u64::from_be_bytes(rest.try_into().expect("8")))
+        }
+        (POINTER | PARTIES, 36) => format!(
+            "{what} {}/{}",
+            String::from_utf8_lossy(&rest[..20]),
+            id(&rest[20..])
+        ),
+        _ => format!("{what} {}", id(rest)),
     }
 }
 
@@ -159,13 +414,6 @@ fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
 /// Maps an i64 onto a u64 with the same order, for big-endian keys.
 fn ordered(time: UnixMillis) -> [u8; 8] {
     ((time.0 as u64) ^ (1 << 63)).to_be_bytes()
-}
-
-fn decode<T: serde::de::DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(value).map_err(|e| StoreError::Corrupt {
-        key: String::from_utf8_lossy(&key[..1]).into_owned() + &hex(&key[1..]),
-        problem: e.to_string(),
-    })
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
@@ -216,26 +464,60 @@ fn split_event(index: u64, value: &[u8]) -> Result<(Vec<Hash32>, &[u8]), StoreEr
     Ok((hashes, canonical))
 }
 
-fn entry(index: u64, value: &[u8]) -> Result<AuditEntry, StoreError> {
-    let (hashes, canonical) = split_event(index, value)?;
-    let first = tlog_tiles::stored_hash_index(0, index);
-    Ok(AuditEntry {
-        index,
-        hashes: hashes
-            .into_iter()
-            .enumerate()
-            .map(|(i, h)| (first + i as u64, h))
-            .collect(),
-        canonical: canonical.to_vec(),
-    })
-}
-
 /// The writes of one change list, applied in one sled transaction.
-struct BatchBuilder {
+struct BatchBuilder<'s> {
+    store: &'s SledStore,
     writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Whether this list retires every key but the active one.
+    retires: bool,
 }
 
-impl BatchBuilder {
+impl BatchBuilder<'_> {
+    /// Puts a content record: sealed under the active key, if the store has a keyring.
+    fn put_sealed(&mut self, key: Vec<u8>, plaintext: Vec<u8>) -> Result<(), StoreError> {
+        let value = match &self.store.keyring {
+            Some(keyring) => keyring.seal(&key, &plaintext),
+            None => plaintext,
+        };
+        self.put(key, value)
+    }
+
+    fn reseal(&mut self, record: &RecordKey) -> Result<(), StoreError> {
+        let key = record.0.as_slice();
+        let Some(keyring) = &self.store.keyring else {
+            return Err(StoreError::Corrupt {
+                key: record_name(key),
+                problem: "cannot be resealed by a store without a keyring".into(),
+            });
+        };
+        if !key.first().is_some_and(|prefix| SEALED.contains(prefix)) {
+            return Err(StoreError::Corrupt {
+                key: record_name(key),
+                problem: "is not a record whose value is sealed".into(),
+            });
+        }
+        // The ledger is the only writer and applies one list at a time: what this reads is
+        // what the transaction replaces.
+        let Some(value) = self.store.tree.get(key)? else {
+            return Ok(());
+        };
+        let (head, sealed) = match key[0] {
+            EVENT => {
+                let index = u64_suffix(key)?;
+                let (hashes, _) = split_event(index, &value)?;
+                value.split_at(1 + 32 * hashes.len())
+            }
+            _ => value.split_at(0),
+        };
+        if crypt::sealed_under(sealed) == Some(keyring.active()) {
+            return Ok(());
+        }
+        let plaintext = self.store.open_value(key, sealed)?;
+        let mut resealed = head.to_vec();
+        keyring.seal_into(key, &plaintext, &mut resealed);
+        self.put(key.to_vec(), resealed)
+    }
+
     fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), StoreError> {
         if value.len() > VALUE_LIMIT {
             return Err(StoreError::ValueTooLarge {
@@ -256,7 +538,7 @@ impl BatchBuilder {
         match change {
             Change::PutSignal(signal) => {
                 let id = signal.id.as_bytes();
-                self.put(key(SIGNAL, &[id]), encode(signal))?;
+                self.put_sealed(key(SIGNAL, &[id]), encode(signal))?;
                 self.put(key(EXPIRY, &[&ordered(signal.expires_at), id]), Vec::new())?;
             }
             Change::DeleteSignal(signal) => {
@@ -265,7 +547,7 @@ impl BatchBuilder {
                 self.remove(key(EXPIRY, &[&ordered(signal.expires_at), id]));
             }
             Change::PutOutbox(message) => {
-                self.put(key(OUTBOX, &[message.id.as_bytes()]), encode(message))?;
+                self.put_sealed(key(OUTBOX, &[message.id.as_bytes()]), encode(message))?;
             }
             Change::DeleteOutbox(id) => self.remove(key(OUTBOX, &[id.as_bytes()])),
             Change::AppendAudit {
@@ -287,13 +569,19 @@ impl BatchBuilder {
                         problem: "stored hashes out of place".into(),
                     });
                 }
-                let mut value = Vec::with_capacity(1 + 32 * hashes.len() + canonical.len());
+                let event_key = key(EVENT, &[&at]);
+                let mut value =
+                    Vec::with_capacity(1 + 32 * hashes.len() + crypt::OVERHEAD + canonical.len());
                 value.push(hashes.len() as u8);
                 for (_, hash) in hashes {
                     value.extend_from_slice(hash);
                 }
-                value.extend_from_slice(canonical);
-                self.put(key(EVENT, &[&at]), value)?;
+                // The stored hashes stay in the clear: roots and proofs need no key.
+                match &self.store.keyring {
+                    Some(keyring) => keyring.seal_into(&event_key, canonical, &mut value),
+                    None => value.extend_from_slice(canonical),
+                }
+                self.put(event_key, value)?;
                 let link = registers
                     .map(|id| id.as_bytes().to_vec())
                     .unwrap_or_default();
@@ -316,7 +604,7 @@ impl BatchBuilder {
                     pointer.organisation.as_str().as_bytes(),
                     pointer.signal.as_bytes(),
                 ];
-                self.put(key(POINTER, at), encode(pointer))?;
+                self.put_sealed(key(POINTER, at), encode(pointer))?;
                 self.put(
                     key(
                         POINTER_EXPIRY,
@@ -346,7 +634,7 @@ impl BatchBuilder {
                 organisation,
                 signal,
                 parties,
-            } => self.put(
+            } => self.put_sealed(
                 key(
                     PARTIES,
                     &[organisation.as_str().as_bytes(), signal.as_bytes()],
@@ -361,11 +649,11 @@ impl BatchBuilder {
                 &[organisation.as_str().as_bytes(), signal.as_bytes()],
             )),
             Change::PutRegie { person, regie } => {
-                self.put(key(REGIE, &[&person.0]), encode(regie))?
+                self.put_sealed(key(REGIE, &[&person.0]), encode(regie))?
             }
             Change::DeleteRegie { person } => self.remove(key(REGIE, &[&person.0])),
             Change::PutWaakvlam(waakvlam) => {
-                self.put(key(WAAKVLAM, &[waakvlam.id.as_bytes()]), encode(waakvlam))?;
+                self.put_sealed(key(WAAKVLAM, &[waakvlam.id.as_bytes()]), encode(waakvlam))?;
                 for person in &waakvlam.persons {
                     self.put(
                         key(WAAKVLAM_PERSON, &[&person.0, waakvlam.id.as_bytes()]),
@@ -374,7 +662,7 @@ impl BatchBuilder {
                 }
             }
             Change::PutNotice(notice) => {
-                self.put(key(NOTICE, &[&notice.cursor.to_be_bytes()]), encode(notice))?;
+                self.put_sealed(key(NOTICE, &[&notice.cursor.to_be_bytes()]), encode(notice))?;
             }
             Change::PutMatch(notice) => {
                 let signal = match &notice.notice {
@@ -386,14 +674,40 @@ impl BatchBuilder {
                         });
                     }
                 };
-                self.put(key(MATCH, &[signal.as_bytes()]), encode(notice))?;
+                self.put_sealed(key(MATCH, &[signal.as_bytes()]), encode(notice))?;
             }
             Change::DeleteMatch(signal) => self.remove(key(MATCH, &[signal.as_bytes()])),
             Change::PutMelding(melding) => {
-                self.put(key(MELDING, &[melding.message.as_bytes()]), encode(melding))?;
+                self.put_sealed(key(MELDING, &[melding.message.as_bytes()]), encode(melding))?;
             }
             Change::PutBreakGlass(item) => {
-                self.put(key(BREAK_GLASS, &[item.id.as_bytes()]), encode(item))?;
+                self.put_sealed(key(BREAK_GLASS, &[item.id.as_bytes()]), encode(item))?;
+            }
+            Change::Reseal(records) => {
+                for record in records {
+                    self.reseal(record)?;
+                }
+            }
+            Change::RetireDataKeys => {
+                let Some(keyring) = &self.store.keyring else {
+                    return Err(StoreError::Corrupt {
+                        key: "data_keys".into(),
+                        problem: "a store without a keyring has no keys to retire".into(),
+                    });
+                };
+                let active = keyring.active();
+                let check = read_key_use(&self.store.tree)?
+                    .unwrap_or_default()
+                    .keys
+                    .into_iter()
+                    .find_map(|(id, check)| (id == active.get()).then_some(check))
+                    .ok_or(StoreError::MissingDataKey { id: active })?;
+                let retired = KeyUse {
+                    plaintext: false,
+                    keys: vec![(active.get(), check)],
+                };
+                self.put(DATA_KEYS_KEY.to_vec(), encode(&retired))?;
+                self.retires = true;
             }
         }
         Ok(())
@@ -406,11 +720,17 @@ impl Store for SledStore {
     /// gives it back (measured: 2.9 GB after a million keys in batches of a thousand, against
     /// 83 MB in transactions of a thousand; see ARCHITECTURE.md).
     fn apply(&self, changes: &[Change]) -> Result<(), StoreError> {
-        let mut builder = BatchBuilder { writes: Vec::new() };
+        let mut builder = BatchBuilder {
+            store: self,
+            writes: Vec::new(),
+            retires: false,
+        };
         for change in changes {
             builder.add(change)?;
         }
-        let writes = builder.writes;
+        let BatchBuilder {
+            writes, retires, ..
+        } = builder;
         self.tree
             .transaction(|tx| {
                 for (key, value) in &writes {
@@ -423,12 +743,17 @@ impl Store for SledStore {
                         }
                     }
                 }
-                Ok::<_, sled::transaction::ConflictableTransactionError<std::convert::Infallible>>(())
+                Ok::<_, sled::transaction::ConflictableTransactionError<std::convert::Infallible>>(
+                    (),
+                )
             })
             .map_err(|e| match e {
                 sled::transaction::TransactionError::Storage(e) => StoreError::Engine(e),
                 sled::transaction::TransactionError::Abort(never) => match never {},
             })?;
+        if retires {
+            self.plaintext_allowed.store(false, Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -447,7 +772,7 @@ impl Store for SledStore {
 
     fn signal(&self, id: &SignalId) -> Result<Option<Signal>, StoreError> {
         let k = key(SIGNAL, &[id.as_bytes()]);
-        self.tree.get(&k)?.map(|v| decode(&k, &v)).transpose()
+        self.tree.get(&k)?.map(|v| self.decode(&k, &v)).transpose()
     }
 
     fn signals_after(&self, after: Option<SignalId>) -> StoreIter<'_, Signal> {
@@ -461,7 +786,7 @@ impl Store for SledStore {
         };
         Box::new(self.tree.range(start..vec![SIGNAL + 1]).map(|item| {
             let (k, v) = item?;
-            decode(&k, &v)
+            self.decode(&k, &v)
         }))
     }
 
@@ -505,7 +830,7 @@ impl Store for SledStore {
             .take(limit)
             .map(|item| {
                 let (k, v) = item?;
-                decode(&k, &v)
+                self.decode(&k, &v)
             })
             .collect()
     }
@@ -519,7 +844,7 @@ impl Store for SledStore {
 
     fn audit_event(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
         match self.tree.get(key(EVENT, &[&index.to_be_bytes()]))? {
-            Some(value) => Ok(Some(split_event(index, &value)?.1.to_vec())),
+            Some(value) => Ok(Some(self.event(index, &value)?.1.into_owned())),
             None => Ok(None),
         }
     }
@@ -536,7 +861,7 @@ impl Store for SledStore {
         let end = key(EVENT, &[&until.to_be_bytes()]);
         Box::new(self.tree.range(start..end).map(|item| {
             let (k, v) = item?;
-            entry(u64_suffix(&k)?, &v)
+            self.entry(u64_suffix(&k)?, &v)
         }))
     }
 
@@ -622,7 +947,7 @@ impl Store for SledStore {
             POINTER,
             &[organisation.as_str().as_bytes(), signal.as_bytes()],
         );
-        self.tree.get(&k)?.map(|v| decode(&k, &v)).transpose()
+        self.tree.get(&k)?.map(|v| self.decode(&k, &v)).transpose()
     }
 
     fn pointers_about(&self, person: &Pseudonym) -> Result<Vec<(Oin, SignalId)>, StoreError> {
@@ -673,17 +998,17 @@ impl Store for SledStore {
             PARTIES,
             &[organisation.as_str().as_bytes(), signal.as_bytes()],
         );
-        self.tree.get(&k)?.map(|v| decode(&k, &v)).transpose()
+        self.tree.get(&k)?.map(|v| self.decode(&k, &v)).transpose()
     }
 
     fn regie(&self, person: &Pseudonym) -> Result<Option<Regie>, StoreError> {
         let k = key(REGIE, &[&person.0]);
-        self.tree.get(&k)?.map(|v| decode(&k, &v)).transpose()
+        self.tree.get(&k)?.map(|v| self.decode(&k, &v)).transpose()
     }
 
     fn waakvlam(&self, id: &SignalId) -> Result<Option<Waakvlam>, StoreError> {
         let k = key(WAAKVLAM, &[id.as_bytes()]);
-        self.tree.get(&k)?.map(|v| decode(&k, &v)).transpose()
+        self.tree.get(&k)?.map(|v| self.decode(&k, &v)).transpose()
     }
 
     fn waakvlam_about(&self, person: &Pseudonym) -> Result<Vec<Waakvlam>, StoreError> {
@@ -702,7 +1027,7 @@ impl Store for SledStore {
             .scan_prefix([WAAKVLAM])
             .map(|item| {
                 let (k, v) = item?;
-                decode(&k, &v)
+                self.decode(&k, &v)
             })
             .collect()
     }
@@ -711,7 +1036,7 @@ impl Store for SledStore {
         let start = key(NOTICE, &[&after.saturating_add(1).to_be_bytes()]);
         Box::new(self.tree.range(start..vec![NOTICE + 1]).map(|item| {
             let (k, v) = item?;
-            decode(&k, &v)
+            self.decode(&k, &v)
         }))
     }
 
@@ -727,7 +1052,7 @@ impl Store for SledStore {
             .scan_prefix([MATCH])
             .map(|item| {
                 let (k, v) = item?;
-                decode(&k, &v)
+                self.decode(&k, &v)
             })
             .collect()
     }
@@ -737,7 +1062,7 @@ impl Store for SledStore {
             .scan_prefix([MELDING])
             .map(|item| {
                 let (k, v) = item?;
-                decode(&k, &v)
+                self.decode(&k, &v)
             })
             .collect()
     }
@@ -747,8 +1072,363 @@ impl Store for SledStore {
             .scan_prefix([BREAK_GLASS])
             .map(|item| {
                 let (k, v) = item?;
-                decode(&k, &v)
+                self.decode(&k, &v)
             })
             .collect()
+    }
+
+    fn data_keys(&self) -> Result<DataKeyUse, StoreError> {
+        let key_use = read_key_use(&self.tree)?.unwrap_or_default();
+        Ok(DataKeyUse {
+            active: self.keyring.as_ref().map(|k| k.active()),
+            plaintext: key_use.plaintext,
+            keys: key_use
+                .keys
+                .iter()
+                .filter_map(|(id, _)| DataKeyId::new(*id))
+                .collect(),
+        })
+    }
+
+    fn unsealed_records(
+        &self,
+        after: Option<&RecordKey>,
+        limit: usize,
+    ) -> Result<ResealPage, StoreError> {
+        let mut page = ResealPage::default();
+        let Some(keyring) = &self.keyring else {
+            return Ok(page);
+        };
+        let mut examined = 0;
+        for prefix in SEALED {
+            let start = match after {
+                Some(RecordKey(after)) if after.first() > Some(&prefix) => continue,
+                Some(RecordKey(after)) if after.first() == Some(&prefix) => {
+                    let mut start = after.clone();
+                    start.push(0);
+                    start
+                }
+                _ => vec![prefix],
+            };
+            for item in self.tree.range(start..vec![prefix + 1]) {
+                let (k, v) = item?;
+                let sealed = match prefix {
+                    EVENT => split_event(u64_suffix(&k)?, &v)?.1,
+                    _ => &v[..],
+                };
+                if crypt::sealed_under(sealed) != Some(keyring.active()) {
+                    // A value that does not open stops re-encryption here, named, rather
+                    // than failing the writer that would reseal it.
+                    self.open_value(&k, sealed)?;
+                    page.records.push(RecordKey(k.to_vec()));
+                }
+                examined += 1;
+                if page.records.len() >= limit || examined >= RESEAL_SCAN {
+                    page.next = Some(RecordKey(k.to_vec()));
+                    return Ok(page);
+                }
+            }
+        }
+        Ok(page)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{
+        Category, ContactPointId, MeldcodeStep, PrincipalId, RelatedPseudonym, Relation, Severity,
+    };
+
+    fn ring(keys: &[(u16, u8)], active: u16) -> Option<Arc<Keyring>> {
+        let id = |n: u16| DataKeyId::new(n).expect("not zero");
+        Some(Arc::new(
+            Keyring::new(
+                keys.iter()
+                    .map(|&(n, fill)| (id(n), zeroize::Zeroizing::new([fill; 32])))
+                    .collect(),
+                id(active),
+            )
+            .expect("a keyring"),
+        ))
+    }
+
+    fn open(path: &Path, keyring: Option<Arc<Keyring>>) -> Result<SledStore, StoreError> {
+        SledStore::open(
+            path,
+            &StoreOptions {
+                keyring,
+                ..StoreOptions::default()
+            },
+        )
+    }
+
+    fn signal() -> Signal {
+        Signal {
+            id: SignalId::new(),
+            subject: Pseudonym([1; 32]),
+            related: vec![RelatedPseudonym {
+                pseudonym: Pseudonym([2; 32]),
+                relation: Relation::Parent,
+            }],
+            category: Category::CoerciveControl,
+            severity: Severity::Ernstig,
+            meldcode_step: MeldcodeStep::Signalen,
+            contact_point: ContactPointId::parse("aandachtsfunctionaris").unwrap(),
+            registered_by: PrincipalId::parse("m.jansen").unwrap(),
+            registered_at: UnixMillis(1),
+            updated_at: UnixMillis(1),
+            expires_at: UnixMillis(2),
+            version: 1,
+        }
+    }
+
+    fn event(index: u64, text: &str) -> Change {
+        Change::AppendAudit {
+            index,
+            canonical: format!("{{\"index\":{index},\"action\":\"{text}\"}}").into_bytes(),
+            subjects: vec![Pseudonym([1; 32])],
+            hashes: vec![(tlog_tiles::stored_hash_index(0, index), [index as u8; 32])],
+            registers: None,
+        }
+    }
+
+    fn raw(store: &SledStore, key: &[u8]) -> Vec<u8> {
+        store.tree.get(key).unwrap().expect("the record").to_vec()
+    }
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[test]
+    fn content_values_are_sealed_and_read_back_and_proofs_need_no_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), ring(&[(1, 7)], 1)).unwrap();
+        let s = signal();
+        store
+            .apply(&[Change::PutSignal(s.clone()), event(0, "signal.register")])
+            .unwrap();
+        assert_eq!(store.signal(&s.id).unwrap(), Some(s.clone()));
+        let sealed = raw(&store, &key(SIGNAL, &[s.id.as_bytes()]));
+        assert_eq!(
+            crypt::sealed_under(&sealed),
+            Some(DataKeyId::new(1).unwrap())
+        );
+        for needle in [
+            "coercive_control",
+            "ernstig",
+            "aandachtsfunctionaris",
+            "m.jansen",
+        ] {
+            assert!(!contains(&sealed, needle.as_bytes()), "{needle}");
+        }
+        let stored_event = raw(&store, &key(EVENT, &[&0u64.to_be_bytes()]));
+        assert!(!contains(&stored_event, b"signal.register"));
+        // The stored hash is in the clear, right after the count, for proofs without a key.
+        assert_eq!(stored_event[..33], [[1u8].as_slice(), &[0u8; 32]].concat());
+        assert_eq!(store.audit_hashes(&[0]).unwrap(), vec![[0u8; 32]]);
+        let entry = store.audit_entries(0, 1).next().unwrap().unwrap();
+        assert_eq!(
+            entry.canonical,
+            br#"{"index":0,"action":"signal.register"}"#
+        );
+        assert_eq!(
+            store.audit_event(0).unwrap().unwrap(),
+            br#"{"index":0,"action":"signal.register"}"#
+        );
+        // The index entries and the expiry index are keys only.
+        assert_eq!(
+            raw(
+                &store,
+                &key(EXPIRY, &[&ordered(s.expires_at), s.id.as_bytes()])
+            ),
+            b""
+        );
+        assert!(!store.data_keys().unwrap().needs_reseal());
+    }
+
+    #[test]
+    fn a_changed_moved_or_unsealed_value_is_corruption_naming_the_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), ring(&[(1, 7)], 1)).unwrap();
+        let (a, b) = (signal(), signal());
+        store
+            .apply(&[
+                Change::PutSignal(a.clone()),
+                Change::PutSignal(b.clone()),
+                event(0, "x"),
+            ])
+            .unwrap();
+        let key_a = key(SIGNAL, &[a.id.as_bytes()]);
+        let key_b = key(SIGNAL, &[b.id.as_bytes()]);
+        let sealed_a = raw(&store, &key_a);
+
+        let mut flipped = sealed_a.clone();
+        flipped[20] ^= 0x01;
+        store.tree.insert(&key_a, flipped).unwrap();
+        let error = store.signal(&a.id).unwrap_err().to_string();
+        assert!(error.contains(&format!("signal {}", a.id)), "{error}");
+        assert!(
+            error.contains("does not authenticate under data key 1"),
+            "{error}"
+        );
+
+        // Another record's value, intact, does not open under this record's key.
+        store.tree.insert(&key_b, sealed_a.clone()).unwrap();
+        let error = store.signal(&b.id).unwrap_err().to_string();
+        assert!(error.contains(&format!("signal {}", b.id)), "{error}");
+
+        // A value swapped for plaintext is not taken for one from before encryption.
+        store.tree.insert(&key_a, encode(&a)).unwrap();
+        let error = store.signal(&a.id).unwrap_err().to_string();
+        assert!(error.contains("is not sealed"), "{error}");
+
+        // An event's canonical bytes, flipped: the event is named.
+        let event_key = key(EVENT, &[&0u64.to_be_bytes()]);
+        let mut event = raw(&store, &event_key);
+        let last = event.len() - 1;
+        event[last] ^= 0x80;
+        store.tree.insert(&event_key, event).unwrap();
+        let error = store.audit_event(0).unwrap_err().to_string();
+        assert!(error.contains("audit event 0"), "{error}");
+    }
+
+    #[test]
+    fn rotation_reseals_everything_and_only_then_lets_the_old_key_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = signal();
+        // Written in the clear, then under key 1.
+        {
+            let store = open(dir.path(), None).unwrap();
+            store
+                .apply(&[Change::PutSignal(s.clone()), event(0, "clear")])
+                .unwrap();
+        }
+        {
+            let store = open(dir.path(), ring(&[(1, 7)], 1)).unwrap();
+            let keys = store.data_keys().unwrap();
+            assert!(keys.plaintext && keys.needs_reseal(), "{keys:?}");
+            assert_eq!(
+                store.signal(&s.id).unwrap(),
+                Some(s.clone()),
+                "plaintext still reads"
+            );
+            store.apply(&[event(1, "under key 1")]).unwrap();
+        }
+        // Without a keyring the store no longer opens: a value is sealed.
+        let error = open(dir.path(), None).unwrap_err();
+        assert!(
+            matches!(error, StoreError::MissingDataKey { id } if id.get() == 1),
+            "{error}"
+        );
+        // Key 1 under the wrong bytes is caught by its key check.
+        let error = open(dir.path(), ring(&[(1, 9)], 1)).unwrap_err();
+        assert!(
+            matches!(error, StoreError::WrongDataKey { id } if id.get() == 1),
+            "{error}"
+        );
+
+        let store = open(dir.path(), ring(&[(1, 7), (2, 8)], 2)).unwrap();
+        store.apply(&[event(2, "under key 2")]).unwrap();
+        let keys = store.data_keys().unwrap();
+        assert_eq!(
+            keys.keys.iter().map(|k| k.get()).collect::<Vec<_>>(),
+            [1, 2]
+        );
+        // One record per page, to cross keyspaces and page boundaries.
+        let mut after = None;
+        let mut pages = 0;
+        loop {
+            let page = store.unsealed_records(after.as_ref(), 1).unwrap();
+            store.apply(&[Change::Reseal(page.records)]).unwrap();
+            pages += 1;
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        assert!(pages >= 3, "signal, event 0, event 1: {pages}");
+        assert!(
+            store
+                .unsealed_records(None, 100)
+                .unwrap()
+                .records
+                .is_empty()
+        );
+        assert!(store.data_keys().unwrap().needs_reseal(), "not yet retired");
+        store.apply(&[Change::RetireDataKeys]).unwrap();
+        assert!(!store.data_keys().unwrap().needs_reseal());
+        drop(store);
+
+        // Key 2 alone reads everything; the entries and their hashes are unchanged.
+        let store = open(dir.path(), ring(&[(2, 8)], 2)).unwrap();
+        assert_eq!(store.signal(&s.id).unwrap(), Some(s.clone()));
+        let events: Vec<AuditEntry> = store.audit_entries(0, 3).map(Result::unwrap).collect();
+        assert_eq!(events.len(), 3);
+        assert!(contains(&events[0].canonical, b"clear"));
+        assert!(contains(&events[1].canonical, b"under key 1"));
+        assert_eq!(events[1].hashes, vec![(1, [1u8; 32])]);
+        // Nothing is in the clear any more, and a plaintext value is now refused.
+        store
+            .tree
+            .insert(key(SIGNAL, &[s.id.as_bytes()]), encode(&s))
+            .unwrap();
+        assert!(store.signal(&s.id).is_err());
+    }
+
+    #[test]
+    fn a_restart_without_the_old_key_before_the_reseal_finished_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = open(dir.path(), ring(&[(1, 7)], 1)).unwrap();
+            store.apply(&[Change::PutSignal(signal())]).unwrap();
+        }
+        {
+            let store = open(dir.path(), ring(&[(1, 7), (2, 8)], 2)).unwrap();
+            // Everything resealed, but not yet retired: key 1 is still on record.
+            let page = store.unsealed_records(None, 100).unwrap();
+            store.apply(&[Change::Reseal(page.records)]).unwrap();
+        }
+        let error = open(dir.path(), ring(&[(2, 8)], 2)).unwrap_err();
+        assert!(matches!(error, StoreError::MissingDataKey { id } if id.get() == 1));
+        assert!(error.to_string().contains("data key 1"), "{error}");
+    }
+
+    #[test]
+    fn offline_tools_name_keys_by_the_store_s_key_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = signal();
+        {
+            let store = open(dir.path(), ring(&[(1, 7)], 1)).unwrap();
+            store.apply(&[Change::PutSignal(s.clone())]).unwrap();
+        }
+        {
+            let store = open(dir.path(), ring(&[(1, 7), (2, 8)], 2)).unwrap();
+            store
+                .apply(&[Change::PutOutbox(crate::domain::OutboxMessage {
+                    id: MessageId::new(),
+                    transaction: crate::domain::TransactionId::new(),
+                    created: UnixMillis(1),
+                    body: crate::domain::OutboxBody::RetractPointer { signal: s.id },
+                    subjects: Vec::new(),
+                })])
+                .unwrap();
+        }
+        let bytes = |fill: u8| zeroize::Zeroizing::new([fill; 32]);
+        let options = StoreOptions::default();
+        let store =
+            SledStore::open_with_keys(dir.path(), &options, vec![bytes(8), bytes(7)]).unwrap();
+        assert_eq!(store.signal(&s.id).unwrap(), Some(s.clone()));
+        assert_eq!(store.outbox(10).unwrap().len(), 1);
+        drop(store);
+        let error = SledStore::open_with_keys(dir.path(), &options, vec![bytes(8)]).unwrap_err();
+        assert!(matches!(error, StoreError::MissingDataKey { id } if id.get() == 1));
+        let error =
+            SledStore::open_with_keys(dir.path(), &options, vec![bytes(7), bytes(3)]).unwrap_err();
+        assert!(
+            matches!(error, StoreError::UnrecognisedDataKey { given: 2 }),
+            "{error}"
+        );
     }
 }
