@@ -24,7 +24,7 @@ use kring::demo::DevOrganisation;
 use kring::devnet::{DevFederation, DevMember, RunningFederation};
 use kring::directory::NodeRole;
 use kring::domain::{
-    Category, ContactPointId, MeldcodeStep, OrgType, Pointer, PrincipalId, Pseudonym,
+    Category, ContactPointId, ExpiryReason, MeldcodeStep, OrgType, Pointer, PrincipalId, Pseudonym,
     RelatedPseudonym, Relation, Role, Severity, Signal, SignalId, UnixMillis,
 };
 use kring::store::Change;
@@ -92,6 +92,7 @@ fn register(subject: &str, related: &str, relation: proto::Relation) -> proto::R
         severity: proto::Severity::Zorg as i32,
         meldcode_step: proto::MeldcodeStep::Signalen as i32,
         contact_point: "aandachtsfunctionaris".into(),
+        age_range_ends_on: None,
     }
 }
 
@@ -292,6 +293,7 @@ async fn background(federation: &RunningFederation, source: &str, count: usize, 
                 registered_at: now,
                 updated_at: now,
                 expires_at,
+                expiry_reason: ExpiryReason::Retention,
                 version: 1,
             }));
             pointers.push(Change::PutPointer(Pointer {
@@ -303,6 +305,7 @@ async fn background(federation: &RunningFederation, source: &str, count: usize, 
                     relation: Relation::Parent,
                 }],
                 expires_at,
+                expiry_reason: ExpiryReason::Retention,
                 published_at: now,
             }));
         }

@@ -203,6 +203,7 @@ fn request(seed: &mut u64) -> proto::RegisterRequest {
         severity: proto::Severity::Zorg as i32,
         meldcode_step: proto::MeldcodeStep::Signalen as i32,
         contact_point: "zorg".into(),
+        age_range_ends_on: None,
     }
 }
 

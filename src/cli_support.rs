@@ -191,6 +191,29 @@ pub fn render_match_event(event: &proto::MatchEvent) -> String {
             ),
             None => format!("regie on signal {:.8}…: released", r.signal_id),
         },
+        Some(Event::HistoricalMatch(h)) => {
+            let archived: Vec<String> = h
+                .archived
+                .iter()
+                .map(|a| {
+                    let reason = match proto::ArchiveReason::try_from(a.reason) {
+                        Ok(proto::ArchiveReason::RiskGone) => "risk gone",
+                        Ok(proto::ArchiveReason::RetentionEnded) => "retention ended",
+                        _ => "?",
+                    };
+                    format!(
+                        "{}, archived {} ({reason})",
+                        party(a.party.as_ref()),
+                        UnixMillis(a.archived_at_unix_ms).rfc3339()
+                    )
+                })
+                .collect();
+            format!(
+                "historical match on signal {:.8}… (no current signal): {}",
+                h.signal_id,
+                archived.join("; ")
+            )
+        }
         None => "empty notice".into(),
     }
 }

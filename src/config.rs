@@ -335,9 +335,13 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             format!("must be between 1 and {DEFAULT_RETENTION_DAYS} (two years)"),
         ));
     }
+    // Expired data must be gone from every node within a minute of its expiry.
     let sweep_every_secs = raw.retention.sweep_every_secs.unwrap_or(60);
-    if sweep_every_secs == 0 {
-        return Err(invalid("retention.sweep_every_secs", "must be at least 1"));
+    if !(1..=60).contains(&sweep_every_secs) {
+        return Err(invalid(
+            "retention.sweep_every_secs",
+            "must be between 1 and 60: expired data goes within a minute",
+        ));
     }
     let cache_mb = raw.store.cache_mb.unwrap_or(16);
     if !(4..=4096).contains(&cache_mb) {

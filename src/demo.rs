@@ -308,6 +308,7 @@ fn register(
         severity: severity as i32,
         meldcode_step: proto::MeldcodeStep::Signalen as i32,
         contact_point: "aandachtsfunctionaris".into(),
+        age_range_ends_on: None,
     }
 }
 

@@ -29,7 +29,7 @@ use crate::domain::{
 use crate::federation::outbox::Deliverer;
 use crate::federation::serve::PeerHandler;
 use crate::federation::{Federation, Peers};
-use crate::index::IndexService;
+use crate::index::{IndexService, Swept};
 use crate::ledger::{Ledger, LedgerError, LedgerOptions};
 use crate::pseudonym::{
     KeyedPseudonymiser, LocalPseudonyms, OprfPseudonymiser, PseudonymService, Pseudonymiser,
@@ -173,6 +173,7 @@ impl RunningNode {
                 organisation,
                 contact_points: contacts.clone(),
                 retention_millis: config.signal_retention_millis,
+                clock: clock.clone(),
             },
             outbox.clone(),
             federation.clone(),
@@ -484,8 +485,12 @@ async fn sweep_loop(
         }
         if let Some(index) = &index {
             match index.sweep().await {
-                Ok(0) => {}
-                Ok(removed) => tracing::info!(removed, "retention sweep removed expired pointers"),
+                Ok(swept) if swept == Swept::default() => {}
+                Ok(swept) => tracing::info!(
+                    pointers = swept.pointers,
+                    archived = swept.archived,
+                    "retention sweep removed expired pointers and archived pointers"
+                ),
                 Err(e) => tracing::warn!(error = %e, "index sweep failed"),
             }
         }

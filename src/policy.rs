@@ -564,6 +564,7 @@ mod tests {
             updated_at: UnixMillis(2_000),
             expires_at: UnixMillis(3_000),
             version: 2,
+            expiry_reason: crate::domain::ExpiryReason::Retention,
         }
     }
 

@@ -7,11 +7,12 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
+use crate::clock::SharedClock;
 use crate::domain::{
-    Action, Actor, Bsn, Category, ContactDetails, ContactPointId, EventDraft, Invalid, LegalBasis,
-    MeldcodeStep, MessageId, Oin, OutboxBody, OutboxMessage, Pseudonym, Purpose, RegisterSignal,
-    RelatedPseudonym, Severity, Signal, SignalChange, SignalId, TransactionId, UnixMillis,
-    WithdrawReason,
+    Action, Actor, Bsn, CalendarDate, Category, ContactDetails, ContactPointId, EventDraft,
+    ExpiryReason, Invalid, LegalBasis, MeldcodeStep, MessageId, Oin, OutboxBody, OutboxMessage,
+    Pseudonym, Purpose, RegisterSignal, RelatedPseudonym, RetractReason, Severity, Signal,
+    SignalChange, SignalId, TransactionId, UnixMillis, WithdrawReason,
 };
 use crate::federation::Federation;
 use crate::ledger::{Ledger, LedgerError, Txn};
@@ -101,6 +102,7 @@ pub struct SignalService {
     organisation: Oin,
     contact_points: BTreeMap<ContactPointId, ContactDetails>,
     retention_millis: i64,
+    clock: SharedClock,
     /// Woken after every commit that put a message in the outbox.
     outbox: Arc<Notify>,
     federation: Option<Arc<Federation>>,
@@ -112,6 +114,8 @@ pub struct SignalSettings {
     pub organisation: Oin,
     pub contact_points: Vec<ContactDetails>,
     pub retention_millis: i64,
+    /// The node's clock, for the rules that depend on today (an age range must end later).
+    pub clock: SharedClock,
 }
 
 impl std::fmt::Debug for SignalService {
@@ -142,6 +146,7 @@ impl SignalService {
                 .filter_map(|c| ContactPointId::parse(&c.id).ok().map(|id| (id, c)))
                 .collect(),
             retention_millis: settings.retention_millis,
+            clock: settings.clock,
             outbox,
             federation,
         }
@@ -199,6 +204,9 @@ impl SignalService {
             )
             .into());
         }
+        if let Some(ends) = content.age_range_ends_on {
+            age_range_ahead(ends, self.clock.now())?;
+        }
         let federation = self.pseudonymiser.pseudonymise(persons).await?;
         let linked = |pseudonyms: &[Pseudonym]| -> Vec<RelatedPseudonym> {
             pseudonyms[1..]
@@ -221,6 +229,11 @@ impl SignalService {
             .ledger
             .commit(move |txn| {
                 let now = txn.now();
+                if let Some(ends) = content.age_range_ends_on {
+                    age_range_ahead(ends, now)?;
+                }
+                let (expires_at, expiry_reason) =
+                    crate::domain::expiry(now, retention, content.age_range_ends_on);
                 let signal = Signal {
                     id: SignalId::new(),
                     subject,
@@ -232,8 +245,9 @@ impl SignalService {
                     registered_by: caller.actor.user.clone(),
                     registered_at: now,
                     updated_at: now,
-                    expires_at: now.plus_millis(retention),
+                    expires_at,
                     version: 1,
+                    expiry_reason,
                 };
                 txn.change(Change::PutSignal(signal.clone()));
                 outbox(
@@ -244,17 +258,23 @@ impl SignalService {
                         subject: published_subject,
                         related: published_related,
                         expires_at: signal.expires_at,
+                        expiry_reason: signal.expiry_reason,
                     },
                     signal.persons().collect(),
                 );
-                txn.audit(
-                    Self::event(&caller, Action::SignalRegister)
-                        .subjects(signal.persons())
-                        .registers(signal.id),
-                );
-                signal
+                let mut event = Self::event(&caller, Action::SignalRegister)
+                    .subjects(signal.persons())
+                    .registers(signal.id);
+                if signal.expiry_reason == ExpiryReason::AgeRange {
+                    event = event.reason(format!(
+                        "expires at {}: end of age range",
+                        signal.expires_at.rfc3339()
+                    ));
+                }
+                txn.audit(event);
+                Ok::<_, SignalError>(signal)
             })
-            .await?;
+            .await??;
         self.outbox.notify_one();
         Ok(signal)
     }
@@ -318,7 +338,12 @@ impl SignalService {
                 let Some(signal) = txn.store().signal(&id)? else {
                     return Err(SignalError::NotFound(id));
                 };
-                remove(txn, &signal, caller.transaction);
+                remove(
+                    txn,
+                    &signal,
+                    caller.transaction,
+                    RetractReason::withdrawn(reason),
+                );
                 txn.audit(
                     Self::event(&caller, Action::SignalWithdraw)
                         .subjects(signal.persons())
@@ -493,7 +518,16 @@ impl SignalService {
                     let expired = txn.store().expired_signals(txn.now(), SWEEP_BATCH)?;
                     let transaction = TransactionId::new();
                     for signal in &expired {
-                        remove(txn, signal, transaction);
+                        remove(
+                            txn,
+                            signal,
+                            transaction,
+                            RetractReason::expired(signal.expiry_reason),
+                        );
+                        let term = match signal.expiry_reason {
+                            ExpiryReason::Retention => "retention",
+                            ExpiryReason::AgeRange => "age range",
+                        };
                         txn.audit(
                             EventDraft::new(transaction, actor.clone(), Action::SignalExpire)
                                 .purpose(
@@ -503,7 +537,7 @@ impl SignalService {
                                 .subjects(signal.persons())
                                 .object(format!("signal:{}", signal.id))
                                 .reason(format!(
-                                    "retention: expired at {}",
+                                    "{term}: expired at {}",
                                     signal.expires_at.rfc3339()
                                 )),
                         );
@@ -538,14 +572,29 @@ fn outbox(
     txn.change(Change::PutOutbox(message));
 }
 
-fn remove(txn: &mut Txn<'_>, signal: &Signal, transaction: TransactionId) {
+/// Refuses an age range that has already ended: its first day has begun (Europe/Amsterdam).
+fn age_range_ahead(ends: CalendarDate, now: UnixMillis) -> Result<(), Invalid> {
+    if ends.start_in_amsterdam() <= now {
+        return Err(Invalid::new(
+            "age_range_ends_on",
+            "must be after today (Europe/Amsterdam): the subject has left the age range",
+        ));
+    }
+    Ok(())
+}
+
+fn remove(txn: &mut Txn<'_>, signal: &Signal, transaction: TransactionId, reason: RetractReason) {
     txn.change(Change::DeleteSignal(signal.clone()));
-    // The signal's match goes with it: the index tells the other parties, not this one.
+    // The signal's matches (current and historical) go with it: the index tells the other
+    // parties, not this one.
     txn.change(Change::DeleteMatch(signal.id));
     outbox(
         txn,
         transaction,
-        OutboxBody::RetractPointer { signal: signal.id },
+        OutboxBody::RetractPointer {
+            signal: signal.id,
+            reason,
+        },
         signal.persons().collect(),
     );
 }

@@ -197,6 +197,12 @@ fn every_mistake_is_refused_naming_its_key() {
             &["retention.signal_days"],
         ),
         (
+            "a sweep less often than every minute",
+            "[[contact_points]]",
+            "[retention]\nsweep_every_secs = 61\n\n[[contact_points]]",
+            &["retention.sweep_every_secs", "within a minute"],
+        ),
+        (
             "no contact points",
             "[[contact_points]]\nid = \"toezicht\"\nname = \"Toezichthouder\"\nphone = \"+31 88 000 0003\"\n",
             "",

@@ -72,6 +72,7 @@ fn register(subject: &str, related: &[(&str, proto::Relation)]) -> proto::Regist
         severity: proto::Severity::NietPluis as i32,
         meldcode_step: proto::MeldcodeStep::Signalen as i32,
         contact_point: "aandachtsfunctionaris".into(),
+        age_range_ends_on: None,
     }
 }
 

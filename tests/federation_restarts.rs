@@ -78,6 +78,7 @@ async fn registrations_while_the_index_is_down_reach_every_party_once_it_is_back
         subject,
         related,
         expires_at,
+        expiry_reason,
     } = &waiting.body
     else {
         unreachable!()
@@ -96,6 +97,7 @@ async fn registrations_while_the_index_is_down_reach_every_party_once_it_is_back
                 .map(kring::api::convert::linked_person)
                 .collect(),
             expires_at_unix_ms: expires_at.0,
+            expiry_reason: kring::api::convert::expiry_reason_to_proto(*expiry_reason) as i32,
         })
         .await
         .expect("a repeated publication is acknowledged")

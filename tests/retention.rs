@@ -9,7 +9,7 @@ use common::{
     search_all, start_manual_with,
 };
 use kring::api::proto;
-use kring::domain::{OutboxBody, SignalId, UnixMillis};
+use kring::domain::{OutboxBody, RetractReason, SignalId, UnixMillis};
 use kring::store::{SledStore, Store, StoreOptions};
 use proto::{AuditAction, Outcome, Relation};
 use tonic::Code;
@@ -169,18 +169,28 @@ async fn expired_signals_are_swept_and_audited_and_withdrawals_go_at_once() {
         assert_eq!(store.signal(&id).expect("a read"), None, "{}", signal.id);
     }
     assert_eq!(store.signals_after(None).count(), 0);
-    let retracted: Vec<SignalId> = store
+    let retracted: Vec<(SignalId, RetractReason)> = store
         .outbox(1000)
         .expect("the outbox")
         .into_iter()
         .filter_map(|m| match m.body {
-            OutboxBody::RetractPointer { signal } => Some(signal),
+            OutboxBody::RetractPointer { signal, reason } => Some((signal, reason)),
             _ => None,
         })
         .collect();
-    for signal in gone {
+    // Each says why, which decides at the index whether the pointer is archived.
+    for (signal, why) in [
+        (&early_a, RetractReason::RetentionEnded),
+        (&early_b, RetractReason::RetentionEnded),
+        (&later, RetractReason::RetentionEnded),
+        (&withdrawn, RetractReason::SubjectMoved),
+    ] {
         let id = SignalId::parse(&signal.id).expect("a signal id");
-        assert!(retracted.contains(&id), "a retraction of {}", signal.id);
+        assert!(
+            retracted.contains(&(id, why)),
+            "a retraction of {} for {why}: {retracted:?}",
+            signal.id
+        );
     }
 }
 

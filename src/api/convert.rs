@@ -5,11 +5,12 @@ use super::error::ApiError;
 use super::proto;
 use crate::audit::search::Query;
 use crate::domain::{
-    Action, Actor, AuditEvent, BreakGlassReason, Bsn, Category, ContactDetails, ContactPointId,
-    IndexNotice, Invalid, LegalBasis, Lookup, MeldcodeStep, MessageId, Oin, Outcome, PrincipalId,
-    Pseudonym, Purpose, Regie, RegisterSignal, RelatedBsn, RelatedPseudonym, Relation,
-    RequestContext, ReviewOutcome, ReviewReason, Ring, Role, Severity, Signal, SignalChange,
-    SignalId, TransactionId, UnixMillis, Waakvlam, WithdrawReason, parse_bsn,
+    Action, Actor, ArchiveReason, ArchivedParty, AuditEvent, BreakGlassReason, Bsn, CalendarDate,
+    Category, ContactDetails, ContactPointId, ExpiryReason, IndexNotice, Invalid, LegalBasis,
+    Lookup, MeldcodeStep, MessageId, Oin, Outcome, PrincipalId, Pseudonym, Purpose, Regie,
+    RegisterSignal, RelatedBsn, RelatedPseudonym, Relation, RequestContext, RetractReason,
+    ReviewOutcome, ReviewReason, Ring, Role, Severity, Signal, SignalChange, SignalId,
+    TransactionId, UnixMillis, Waakvlam, WithdrawReason, parse_bsn,
 };
 use crate::policy::DisclosedSignal;
 use crate::signals::SignalQuery;
@@ -80,6 +81,16 @@ enum_map!(withdraw_reason, withdraw_reason_to_proto, proto::WithdrawReason, With
     Unfounded <=> Unfounded, RiskGone <=> RiskGone, SubjectMoved <=> SubjectMoved,
     Other <=> Other,
 });
+enum_map!(expiry_reason, expiry_reason_to_proto, proto::ExpiryReason, ExpiryReason, {
+    Retention <=> Retention, AgeRange <=> AgeRange,
+});
+enum_map!(retract_reason_of, retract_reason_to_proto, proto::RetractReason, RetractReason, {
+    Unfounded <=> Unfounded, RiskGone <=> RiskGone, SubjectMoved <=> SubjectMoved,
+    Other <=> Other, RetentionEnded <=> RetentionEnded, AgeRangeEnded <=> AgeRangeEnded,
+});
+enum_map!(archive_reason, archive_reason_to_proto, proto::ArchiveReason, ArchiveReason, {
+    RiskGone <=> RiskGone, RetentionEnded <=> RetentionEnded,
+});
 enum_map!(purpose, purpose_to_proto, proto::Purpose, Purpose, {
     Registration <=> Registration, MatchNotification <=> MatchNotification,
     LocalTeamCoordination <=> LocalTeamCoordination, VtTriage <=> VtTriage,
@@ -113,6 +124,7 @@ enum_map!(action, action_to_proto, proto::AuditAction, Action, {
     RegieClaim <=> RegieClaim, RegieRelease <=> RegieRelease,
     WaakvlamStart <=> WaakvlamStart, WaakvlamList <=> WaakvlamList,
     PseudonymEvaluate <=> PseudonymEvaluate,
+    PointerArchive <=> PointerArchive, ArchiveExpire <=> ArchiveExpire,
     StoreReencrypted <=> StoreReencrypted,
 });
 enum_map!(outcome, outcome_to_proto, proto::Outcome, Outcome, {
@@ -147,14 +159,26 @@ pub fn register(request: &proto::RegisterRequest) -> Result<RegisterSignal, ApiE
     let meldcode_step = enum_value("meldcode_step", request.meldcode_step, step)?;
     let contact_point = ContactPointId::parse(&request.contact_point)
         .map_err(|e| Invalid::new("contact_point", e))?;
-    Ok(RegisterSignal::new(
+    let age_range_ends_on = request
+        .age_range_ends_on
+        .as_deref()
+        .map(|d| CalendarDate::parse(d).map_err(|e| Invalid::new("age_range_ends_on", e)))
+        .transpose()?;
+    let mut signal = RegisterSignal::new(
         subject,
         related,
         category,
         severity,
         meldcode_step,
         contact_point,
-    )?)
+    )?;
+    signal.age_range_ends_on = age_range_ends_on;
+    Ok(signal)
+}
+
+/// The reason of a retraction from the wire: required, and one of the closed list.
+pub fn retract_reason(raw: i32) -> Result<RetractReason, Invalid> {
+    enum_value("reason", raw, retract_reason_of)
 }
 
 pub fn update(request: &proto::UpdateRequest) -> Result<(SignalId, SignalChange), ApiError> {
@@ -242,6 +266,7 @@ pub fn signal(signal: &Signal) -> proto::Signal {
         updated_at_unix_ms: signal.updated_at.0,
         expires_at_unix_ms: signal.expires_at.0,
         version: signal.version,
+        expiry_reason: expiry_reason_to_proto(signal.expiry_reason) as i32,
     }
 }
 
@@ -585,6 +610,7 @@ pub fn publication(raw: &proto::PublishRequest) -> Result<crate::index::Publicat
         subject: pseudonym_bytes("subject", &raw.subject)?,
         related,
         expires_at: UnixMillis(raw.expires_at_unix_ms),
+        expiry_reason: enum_value("expiry_reason", raw.expiry_reason, expiry_reason)?,
     })
 }
 
@@ -633,6 +659,33 @@ pub fn delivery(
             signal: signal_id("regie_changed.signal_ref", &r.signal_ref)?,
             regie: r.regie.as_ref().and_then(regie_from_proto),
         }),
+        Body::HistoricalMatch(h) => {
+            let mut archived = Vec::with_capacity(h.archived.len());
+            for (i, a) in h.archived.iter().enumerate() {
+                archived.push(ArchivedParty {
+                    party: oin(
+                        &format!("historical_match.archived[{i}].party_oin"),
+                        &a.party_oin,
+                    )?,
+                    archived_at: UnixMillis(a.archived_at_unix_ms),
+                    reason: enum_value(
+                        &format!("historical_match.archived[{i}].reason"),
+                        a.reason,
+                        archive_reason,
+                    )?,
+                });
+            }
+            if archived.is_empty() {
+                return Err(Invalid::new(
+                    "historical_match.archived",
+                    "names no archived pointer",
+                ));
+            }
+            Delivery::Notice(IndexNotice::HistoricalMatch {
+                signal: signal_id("historical_match.signal_ref", &h.signal_ref)?,
+                archived,
+            })
+        }
         Body::Melding(m) => Delivery::Melding(crate::federation::serve::IncomingMelding {
             signal: signal_id("melding.signal_ref", &m.signal_ref)?,
             subject: pseudonym_bytes("melding.subject", &m.subject)?,
@@ -666,6 +719,7 @@ mod tests {
             severity: proto::Severity::NietPluis as i32,
             meldcode_step: proto::MeldcodeStep::Signalen as i32,
             contact_point: "zorg".into(),
+            age_range_ends_on: None,
         }
     }
 
@@ -708,6 +762,18 @@ mod tests {
                 Box::new(|r| r.contact_point = "Zorg Team".into()),
             ),
             ("contact_point", Box::new(|r| r.contact_point.clear())),
+            (
+                "age_range_ends_on",
+                Box::new(|r| r.age_range_ends_on = Some(String::new())),
+            ),
+            (
+                "age_range_ends_on",
+                Box::new(|r| r.age_range_ends_on = Some("31-12-2040".into())),
+            ),
+            (
+                "age_range_ends_on",
+                Box::new(|r| r.age_range_ends_on = Some("2041-02-29".into())),
+            ),
         ];
         for (field, mutate) in cases {
             let mut request = valid();
@@ -748,6 +814,26 @@ mod tests {
         }
         for r in ReviewReason::ALL {
             assert_eq!(review_reason(review_reason_to_proto(*r)), Some(*r));
+        }
+        for e in ExpiryReason::ALL {
+            assert_eq!(expiry_reason(expiry_reason_to_proto(*e)), Some(*e));
+        }
+        for r in RetractReason::ALL {
+            assert_eq!(retract_reason_of(retract_reason_to_proto(*r)), Some(*r));
+        }
+        for a in ArchiveReason::ALL {
+            assert_eq!(archive_reason(archive_reason_to_proto(*a)), Some(*a));
+        }
+    }
+
+    #[test]
+    fn a_retraction_must_say_why_from_the_closed_list() {
+        assert_eq!(
+            retract_reason(proto::RetractReason::RiskGone as i32),
+            Ok(RetractReason::RiskGone)
+        );
+        for raw in [0, 7, -1] {
+            assert_eq!(retract_reason(raw).unwrap_err().field, "reason", "{raw}");
         }
     }
 }

@@ -287,9 +287,10 @@ impl proto::index_server::Index for IndexApi {
                     TransactionId::parse(&raw.transaction_id)
                         .map_err(|e| crate::domain::Invalid::new("transaction_id", e))?,
                     convert::signal_id("signal_ref", &raw.signal_ref)?,
+                    convert::retract_reason(raw.reason)?,
                 ))
             });
-        let (message, transaction, signal) = match parsed {
+        let (message, transaction, signal, reason) = match parsed {
             Ok(p) => p,
             Err(invalid) => {
                 return Err(self
@@ -305,7 +306,7 @@ impl proto::index_server::Index for IndexApi {
         };
         let duplicate = self
             .index
-            .retract(&from, message, transaction, signal)
+            .retract(&from, message, transaction, signal, reason)
             .await
             .map_err(|e| Status::from(ApiError::from(e)))?;
         Ok(Response::new(proto::RetractResponse { duplicate }))

@@ -104,6 +104,7 @@ impl Peers for GrpcPeers {
                 subject,
                 related,
                 expires_at,
+                expiry_reason,
             } => IndexClient::new(channel)
                 .publish(request(
                     proto::PublishRequest {
@@ -113,17 +114,19 @@ impl Peers for GrpcPeers {
                         subject: subject.0.to_vec(),
                         related: related.iter().map(convert::linked_person).collect(),
                         expires_at_unix_ms: expires_at.0,
+                        expiry_reason: convert::expiry_reason_to_proto(*expiry_reason) as i32,
                     },
                     &message.transaction,
                 ))
                 .await
                 .map(|_| ()),
-            OutboxBody::RetractPointer { signal } => IndexClient::new(channel)
+            OutboxBody::RetractPointer { signal, reason } => IndexClient::new(channel)
                 .retract(request(
                     proto::RetractRequest {
                         message_id: id,
                         transaction_id: transaction,
                         signal_ref: signal.to_string(),
+                        reason: convert::retract_reason_to_proto(*reason) as i32,
                     },
                     &message.transaction,
                 ))
@@ -378,5 +381,19 @@ fn notice_body(notice: &IndexNotice) -> proto::deliver_request::Body {
             signal_ref: signal.to_string(),
             regie: regie.as_ref().map(|r| convert::regie(r, None)),
         }),
+        IndexNotice::HistoricalMatch { signal, archived } => {
+            Body::HistoricalMatch(proto::HistoricalMatch {
+                match_id: format!("historical:{signal}"),
+                signal_ref: signal.to_string(),
+                archived: archived
+                    .iter()
+                    .map(|a| proto::ArchivedPointer {
+                        party_oin: a.party.to_string(),
+                        archived_at_unix_ms: a.archived_at.0,
+                        reason: convert::archive_reason_to_proto(a.reason) as i32,
+                    })
+                    .collect(),
+            })
+        }
     }
 }

@@ -85,6 +85,26 @@ impl SignalsApi {
         }
     }
 
+    fn historical_info(&self, notice: &IndexNotice) -> Option<proto::HistoricalMatchInfo> {
+        match notice {
+            IndexNotice::HistoricalMatch { signal, archived } => {
+                Some(proto::HistoricalMatchInfo {
+                    match_id: format!("historical:{signal}"),
+                    signal_id: signal.to_string(),
+                    archived: archived
+                        .iter()
+                        .map(|a| proto::ArchivedParty {
+                            party: Some(self.party(&a.party)),
+                            archived_at_unix_ms: a.archived_at.0,
+                            reason: convert::archive_reason_to_proto(a.reason) as i32,
+                        })
+                        .collect(),
+                })
+            }
+            _ => None,
+        }
+    }
+
     fn event(&self, notice: &Notice) -> proto::MatchEvent {
         use proto::match_event::Event;
         let event = match &notice.notice {
@@ -112,6 +132,9 @@ impl SignalsApi {
                     regie: regie.as_ref().map(|r| self.regie(r)),
                 }))
             }
+            IndexNotice::HistoricalMatch { .. } => self
+                .historical_info(&notice.notice)
+                .map(Event::HistoricalMatch),
         };
         proto::MatchEvent {
             cursor: notice.cursor,
@@ -130,15 +153,10 @@ impl SignalsApi {
         let store = self.signals.ledger().store().clone();
         let mut subjects = Vec::new();
         for notice in notices {
-            let signal = match &notice.notice {
-                IndexNotice::Match { signal, .. }
-                | IndexNotice::MatchEnded { signal, .. }
-                | IndexNotice::RegieChanged { signal, .. } => Some(*signal),
-                IndexNotice::WaakvlamAlert { person, .. } => {
-                    subjects.push(*person);
-                    None
-                }
-            };
+            if let IndexNotice::WaakvlamAlert { person, .. } = &notice.notice {
+                subjects.push(*person);
+            }
+            let signal = notice.notice.signal();
             if let Some(signal) = signal.and_then(|s| store.signal(&s).ok().flatten()) {
                 subjects.extend(signal.persons());
             }
@@ -385,6 +403,10 @@ impl proto::signals_server::Signals for SignalsApi {
                 matches: matches
                     .iter()
                     .filter_map(|n| self.match_info(&n.notice))
+                    .collect(),
+                historical: matches
+                    .iter()
+                    .filter_map(|n| self.historical_info(&n.notice))
                     .collect(),
             })
         }

@@ -7,6 +7,7 @@
 
 pub mod checkpoint;
 pub mod event;
+pub mod fhir;
 pub mod merkle;
 pub mod note;
 pub mod reconcile;

@@ -4,8 +4,10 @@
 //!
 //! Left out on purpose: refusals by the peer gate (the refused caller may not be a node at
 //! all), pseudonym evaluations (the service records counts, not exchanges about a person),
-//! directory updates (no counterpart) and the index's own expiry of a pointer (retention at
-//! the index; it names the pointer's organisation, which takes no part in it).
+//! directory updates (no counterpart), and the index's own retention: its expiry of a pointer,
+//! the archiving of a pointer (recorded with the retraction or expiry that caused it, which is
+//! reconciled or left out in its own right) and the end of an archived pointer's five years.
+//! Each names the pointer's organisation, which takes no part in it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -43,6 +45,8 @@ fn reconciled(action: Action) -> bool {
             | Action::PseudonymEvaluate
             | Action::DirectoryAccept
             | Action::PointerExpire
+            | Action::PointerArchive
+            | Action::ArchiveExpire
     )
 }
 

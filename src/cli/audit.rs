@@ -14,7 +14,7 @@ use super::client::{Connection, bsn_arg};
 use crate::api::client::{prove_event, prove_extends, verify_remote};
 use crate::api::convert;
 use crate::api::proto;
-use crate::audit::{NoteVerifier, Verifier, checkpoint, verify};
+use crate::audit::{NoteVerifier, Verifier, checkpoint, fhir, verify};
 use crate::cli_support::{render_event, render_reconciliation, render_report};
 use crate::domain::{Action, Oin, Outcome, Purpose, ReviewOutcome, ReviewReason, UnixMillis};
 use crate::store::{SledStore, StoreError, StoreOptions, crypt};
@@ -51,15 +51,9 @@ pub enum AuditCommand {
     },
     /// Verifies a log end to end: from a store directory (node stopped) or over the API.
     Verify(VerifyArgs),
-    /// Writes the log's events as JSON lines (exactly the hashed bytes).
-    Export {
-        #[command(flatten)]
-        connection: Connection,
-        #[arg(long, default_value_t = 0)]
-        from: u64,
-        #[arg(long, default_value_t = 0)]
-        until: u64,
-    },
+    /// Writes the log's events as JSON lines (exactly the hashed bytes), or as FHIR R4
+    /// AuditEvent resources, one line each (NDJSON).
+    Export(ExportArgs),
     /// Break-glass disclosures of this organisation's data awaiting review (with --all, the
     /// reviewed ones too).
     BreakGlass {
@@ -155,6 +149,41 @@ impl std::str::FromStr for NodeToken {
             token: token.to_owned(),
         })
     }
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+--format jsonl writes each event's canonical bytes, the bytes its leaf hash covers, so a line can
+be checked against an inclusion proof. --format fhir writes FHIR R4 AuditEvent resources following
+the IHE Basic Audit Log Patterns: one per subject (pseudonym), disclosures as Export at the source
+and Import at the recipient. Its observer is the organisation that wrote the log: by default the
+organisation of the log's node.started events (found with an audit search, itself audited).")]
+pub struct ExportArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// The first event's index.
+    #[arg(long, default_value_t = 0)]
+    from: u64,
+    /// The index after the last event; 0 for the end of the durable log.
+    #[arg(long, default_value_t = 0)]
+    until: u64,
+    #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+    format: ExportFormat,
+    /// With --format fhir: the OIN of the organisation whose node wrote the log, instead of
+    /// learning it from the log.
+    #[arg(long)]
+    observer_oin: Option<Oin>,
+    /// With --format fhir: that organisation's name, shown with its OIN.
+    #[arg(long)]
+    observer_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// The canonical JSON lines, exactly the hashed bytes.
+    Jsonl,
+    /// FHIR R4 AuditEvent resources as NDJSON.
+    Fhir,
 }
 
 #[derive(Debug, Args)]
@@ -341,28 +370,7 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(2));
             }
         }
-        AuditCommand::Export {
-            connection,
-            from,
-            until,
-        } => {
-            let mut client = connection.connect().await?;
-            let mut stream = client
-                .audit
-                .export(proto::ExportRequest {
-                    from_index: from,
-                    until_index: until,
-                })
-                .await?
-                .into_inner();
-            let mut out = std::io::stdout().lock();
-            while let Some(chunk) = stream.message().await? {
-                for event in chunk.events {
-                    out.write_all(&event.canonical)?;
-                    out.write_all(b"\n")?;
-                }
-            }
-        }
+        AuditCommand::Export(args) => export(args).await?,
         AuditCommand::BreakGlass { connection, all } => {
             let mut client = connection.connect().await?;
             let response = client
@@ -405,6 +413,92 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
         AuditCommand::Reconcile(args) => return reconcile(args).await,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Streams the log's events to standard output in the chosen format.
+async fn export(args: ExportArgs) -> anyhow::Result<()> {
+    if args.format == ExportFormat::Jsonl
+        && (args.observer_oin.is_some() || args.observer_name.is_some())
+    {
+        anyhow::bail!("--observer-oin and --observer-name apply to --format fhir only");
+    }
+    if args
+        .observer_name
+        .as_deref()
+        .is_some_and(|n| n.trim().is_empty())
+    {
+        anyhow::bail!("--observer-name: must not be empty");
+    }
+    let mut client = args.connection.connect().await?;
+    let observer = match args.format {
+        ExportFormat::Jsonl => None,
+        ExportFormat::Fhir => Some(fhir::Observer {
+            oin: match args.observer_oin {
+                Some(oin) => oin,
+                None => started_by(&mut client.audit, &args.connection.node).await?,
+            },
+            name: args.observer_name,
+        }),
+    };
+    let mut stream = client
+        .audit
+        .export(proto::ExportRequest {
+            from_index: args.from,
+            until_index: args.until,
+        })
+        .await?
+        .into_inner();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    while let Some(chunk) = stream.message().await? {
+        for event in chunk.events {
+            let Some(observer) = &observer else {
+                out.write_all(&event.canonical)?;
+                out.write_all(b"\n")?;
+                continue;
+            };
+            let decoded = crate::audit::event::decode(&event.canonical).with_context(|| {
+                format!(
+                    "event {}: its canonical bytes are not an event",
+                    event.index
+                )
+            })?;
+            for resource in fhir::to_fhir(&decoded, observer) {
+                serde_json::to_writer(&mut out, &resource)?;
+                out.write_all(b"\n")?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// The organisation that wrote a node's log, learnt from its `node.started` events through an
+/// audit search.
+async fn started_by(audit: &mut crate::api::client::Audit, address: &str) -> anyhow::Result<Oin> {
+    let mut request = proto::AuditSearchRequest {
+        action: Some(convert::action_to_proto(Action::NodeStarted) as i32),
+        page_size: 1000,
+        ..Default::default()
+    };
+    let mut started = Vec::new();
+    loop {
+        let page = audit
+            .search(request.clone())
+            .await
+            .with_context(|| format!("{address}: searching its node.started events"))?
+            .into_inner();
+        for event in &page.events {
+            started.push(
+                crate::audit::event::decode(&event.canonical)
+                    .with_context(|| format!("event {}", event.index))?,
+            );
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        request.page_token = page.next_page_token;
+    }
+    log_owner(address, &started)
 }
 
 /// The organisation whose log this is: the actor of its `node.started` events, which the

@@ -70,6 +70,10 @@ pub struct RegisterArgs {
     step: MeldcodeStep,
     #[arg(long)]
     contact_point: String,
+    /// The day the subject leaves the organisation's statutory age range (YYYY-MM-DD), if it
+    /// records one: the signal expires at its start if that is before its retention ends.
+    #[arg(long)]
+    age_range_ends_on: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -139,6 +143,7 @@ pub async fn run(command: SignalCommand) -> anyhow::Result<ExitCode> {
                     severity: convert::severity_to_proto(args.severity) as i32,
                     meldcode_step: convert::step_to_proto(args.step) as i32,
                     contact_point: args.contact_point,
+                    age_range_ends_on: args.age_range_ends_on,
                 })
                 .await?
                 .into_inner();

@@ -51,6 +51,10 @@ closed_enum! {
         WaakvlamStart = "waakvlam.start",
         WaakvlamList = "waakvlam.list",
         PseudonymEvaluate = "pseudonym.evaluate",
+        /// A pointer moved to the index's historical archive (risk gone, term ended).
+        PointerArchive = "pointer.archive",
+        /// An archived pointer removed after its five years.
+        ArchiveExpire = "archive.expire",
         /// Re-encryption after a data key rotation finished: no stored value needs the
         /// retired keys.
         StoreReencrypted = "store.reencrypted",

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::ids::{PrincipalId, Pseudonym, SignalId, TransactionId, UnixMillis};
 use super::org::{Oin, closed_enum};
 use super::purpose::Role;
-use super::signal::{Category, RelatedPseudonym, Severity};
+use super::signal::{Category, ExpiryReason, RelatedPseudonym, Severity, WithdrawReason};
 
 closed_enum! {
     /// Why the glass was broken: a break-glass request names one.
@@ -73,12 +73,115 @@ pub struct Pointer {
     pub related: Vec<RelatedPseudonym>,
     pub expires_at: UnixMillis,
     pub published_at: UnixMillis,
+    /// Why it expires at `expires_at`: the index archives a pointer whose retention period
+    /// ended, not one whose subject left the age range.
+    #[serde(default = "ExpiryReason::before_age_ranges")]
+    pub expiry_reason: ExpiryReason,
 }
 
 impl Pointer {
     pub fn persons(&self) -> impl Iterator<Item = Pseudonym> + '_ {
         std::iter::once(self.subject).chain(self.related.iter().map(|r| r.pseudonym))
     }
+}
+
+closed_enum! {
+    /// Why an organisation takes its pointer back from the index.
+    RetractReason {
+        Unfounded = "unfounded",
+        RiskGone = "risk_gone",
+        SubjectMoved = "subject_moved",
+        Other = "other",
+        /// The signal's retention period ended.
+        RetentionEnded = "retention_ended",
+        /// The signal's subject left the organisation's statutory age range.
+        AgeRangeEnded = "age_range_ended",
+    }
+}
+
+impl RetractReason {
+    pub fn withdrawn(reason: WithdrawReason) -> RetractReason {
+        match reason {
+            WithdrawReason::Unfounded => RetractReason::Unfounded,
+            WithdrawReason::RiskGone => RetractReason::RiskGone,
+            WithdrawReason::SubjectMoved => RetractReason::SubjectMoved,
+            WithdrawReason::Other => RetractReason::Other,
+        }
+    }
+
+    pub fn expired(reason: ExpiryReason) -> RetractReason {
+        match reason {
+            ExpiryReason::Retention => RetractReason::RetentionEnded,
+            ExpiryReason::AgeRange => RetractReason::AgeRangeEnded,
+        }
+    }
+
+    /// What a retraction queued before retractions carried a reason stands for: not known,
+    /// so nothing is archived.
+    pub fn unrecorded() -> RetractReason {
+        RetractReason::Other
+    }
+
+    /// Whether the pointer goes to the historical archive: only when the law says so (the
+    /// risk is gone, or the signal's term ended). An unfounded signal, one whose subject
+    /// moved or left the age range, and one withdrawn for another reason are forgotten.
+    pub fn archive(self) -> Option<ArchiveReason> {
+        match self {
+            RetractReason::RiskGone => Some(ArchiveReason::RiskGone),
+            RetractReason::RetentionEnded => Some(ArchiveReason::RetentionEnded),
+            RetractReason::Unfounded
+            | RetractReason::SubjectMoved
+            | RetractReason::Other
+            | RetractReason::AgeRangeEnded => None,
+        }
+    }
+}
+
+closed_enum! {
+    /// Why a pointer is in the index's historical archive.
+    ArchiveReason {
+        RiskGone = "risk_gone",
+        RetentionEnded = "retention_ended",
+    }
+}
+
+/// The years an archived pointer is kept.
+pub const ARCHIVE_YEARS: i32 = 5;
+
+/// What the index keeps of a pointer that left because the risk was gone or its term ended:
+/// the subject's federation pseudonym, the organisation, when and why, for five years. It
+/// yields nothing on a lookup and makes no match; a new pointer on the same subject from
+/// another organisation is told of it ([`IndexNotice::HistoricalMatch`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveEntry {
+    pub organisation: Oin,
+    /// The archived signal's reference: names the entry, never shown.
+    pub signal: SignalId,
+    pub subject: Pseudonym,
+    pub archived_at: UnixMillis,
+    pub reason: ArchiveReason,
+    pub expires_at: UnixMillis,
+}
+
+impl ArchiveEntry {
+    pub fn new(pointer: &Pointer, reason: ArchiveReason, now: UnixMillis) -> ArchiveEntry {
+        ArchiveEntry {
+            organisation: pointer.organisation,
+            signal: pointer.signal,
+            subject: pointer.subject,
+            archived_at: now,
+            reason,
+            expires_at: now.plus_years(ARCHIVE_YEARS),
+        }
+    }
+}
+
+/// An archived pointer as a historical match names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchivedParty {
+    pub party: Oin,
+    pub archived_at: UnixMillis,
+    pub reason: ArchiveReason,
 }
 
 /// The one coordinator of a person or household.
@@ -140,6 +243,26 @@ pub enum IndexNotice {
         signal: SignalId,
         regie: Option<Regie>,
     },
+    /// The subject of a new signal is in the historical archive: other organisations' signals
+    /// on the same person left the index in the last five years because the risk was gone or
+    /// their retention period ended. Not a match: they hold nothing on the person now.
+    HistoricalMatch {
+        signal: SignalId,
+        archived: Vec<ArchivedParty>,
+    },
+}
+
+impl IndexNotice {
+    /// The recipient's signal the notice is about, if any.
+    pub fn signal(&self) -> Option<SignalId> {
+        match self {
+            IndexNotice::Match { signal, .. }
+            | IndexNotice::MatchEnded { signal, .. }
+            | IndexNotice::RegieChanged { signal, .. }
+            | IndexNotice::HistoricalMatch { signal, .. } => Some(*signal),
+            IndexNotice::WaakvlamAlert { .. } => None,
+        }
+    }
 }
 
 /// A notice as an organisation keeps it, in arrival order; `cursor` resumes a watcher.

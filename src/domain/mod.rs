@@ -5,6 +5,7 @@
 
 mod audit;
 mod bsn;
+mod date;
 mod federation;
 mod ids;
 mod org;
@@ -14,9 +15,11 @@ mod signal;
 
 pub use audit::{Action, Actor, AuditEvent, EventDraft, Outcome};
 pub use bsn::{Bsn, BsnError};
+pub use date::{CalendarDate, DateError};
 pub use federation::{
-    BreakGlassItem, BreakGlassReason, ContactDetails, IndexNotice, Lookup, Notice, Pointer,
-    ReceivedMelding, Regie, RequestContext, Review, ReviewOutcome, ReviewReason, Waakvlam,
+    ARCHIVE_YEARS, ArchiveEntry, ArchiveReason, ArchivedParty, BreakGlassItem, BreakGlassReason,
+    ContactDetails, IndexNotice, Lookup, Notice, Pointer, ReceivedMelding, Regie, RequestContext,
+    RetractReason, Review, ReviewOutcome, ReviewReason, Waakvlam,
 };
 pub use ids::{
     ContactPointId, IdError, MessageId, PrincipalId, Pseudonym, PseudonymError, SignalId,
@@ -28,8 +31,9 @@ pub use org::{Oin, OinError, OrgType, Ring};
 pub use outbox::{OutboxBody, OutboxMessage};
 pub use purpose::{LegalBasis, Purpose, Role};
 pub use signal::{
-    Category, Invalid, MAX_RELATED, MeldcodeStep, RegisterSignal, RelatedBsn, RelatedPseudonym,
-    Relation, Severity, Signal, SignalChange, SignalContent, WithdrawReason, parse_bsn,
+    Category, ExpiryReason, Invalid, MAX_RELATED, MeldcodeStep, RegisterSignal, RelatedBsn,
+    RelatedPseudonym, Relation, Severity, Signal, SignalChange, SignalContent, WithdrawReason,
+    expiry, parse_bsn,
 };
 
 /// A name that is not in one of the closed lists; says which names are allowed.

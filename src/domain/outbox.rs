@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use super::federation::{ContactDetails, IndexNotice};
 use super::ids::{MessageId, PrincipalId, Pseudonym, SignalId, TransactionId, UnixMillis};
 use super::org::Oin;
-use super::signal::RelatedPseudonym;
-use super::signal::{Category, Severity};
+use super::federation::RetractReason;
+use super::signal::{Category, ExpiryReason, RelatedPseudonym, Severity};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxMessage {
@@ -29,9 +29,15 @@ pub enum OutboxBody {
         subject: Pseudonym,
         related: Vec<RelatedPseudonym>,
         expires_at: UnixMillis,
+        #[serde(default = "ExpiryReason::before_age_ranges")]
+        expiry_reason: ExpiryReason,
     },
-    /// Tell the index the signal is gone.
-    RetractPointer { signal: SignalId },
+    /// Tell the index the signal is gone, and why (which decides whether it is archived).
+    RetractPointer {
+        signal: SignalId,
+        #[serde(default = "RetractReason::unrecorded")]
+        reason: RetractReason,
+    },
     /// Meldcode step 5: hand the signal to Veilig Thuis.
     Melding {
         to: Oin,

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::bsn::{Bsn, BsnError};
+use super::date::CalendarDate;
 use super::ids::{ContactPointId, PrincipalId, Pseudonym, SignalId, UnixMillis};
 use super::org::closed_enum;
 
@@ -78,6 +79,38 @@ closed_enum! {
     }
 }
 
+closed_enum! {
+    /// Why a signal expires when it does: the end of its retention period (at most two years
+    /// after registration), or the day its subject leaves the organisation's statutory age
+    /// range, whichever comes first.
+    ExpiryReason {
+        Retention = "retention",
+        AgeRange = "age_range",
+    }
+}
+
+impl ExpiryReason {
+    /// What records from before age ranges hold: their expiry was their retention period.
+    pub fn before_age_ranges() -> ExpiryReason {
+        ExpiryReason::Retention
+    }
+}
+
+/// When a signal registered at `now` expires, and why: at the end of `retention`, or at the
+/// start of the day its subject leaves the age range (00:00 Europe/Amsterdam) if that is
+/// sooner.
+pub fn expiry(
+    now: UnixMillis,
+    retention_millis: i64,
+    age_range_ends_on: Option<CalendarDate>,
+) -> (UnixMillis, ExpiryReason) {
+    let retained = now.plus_millis(retention_millis);
+    match age_range_ends_on.map(CalendarDate::start_in_amsterdam) {
+        Some(ends) if ends <= retained => (ends, ExpiryReason::AgeRange),
+        _ => (retained, ExpiryReason::Retention),
+    }
+}
+
 /// The most related persons one signal may name.
 pub const MAX_RELATED: usize = 20;
 
@@ -121,6 +154,8 @@ pub struct RegisterSignal {
     pub severity: Severity,
     pub meldcode_step: MeldcodeStep,
     pub contact_point: ContactPointId,
+    /// The day the subject leaves the organisation's statutory age range, if it records one.
+    pub age_range_ends_on: Option<CalendarDate>,
 }
 
 impl RegisterSignal {
@@ -161,6 +196,7 @@ impl RegisterSignal {
             severity,
             meldcode_step,
             contact_point,
+            age_range_ends_on: None,
         })
     }
 
@@ -178,6 +214,7 @@ impl RegisterSignal {
             severity: self.severity,
             meldcode_step: self.meldcode_step,
             contact_point: self.contact_point,
+            age_range_ends_on: self.age_range_ends_on,
         };
         (persons, relations, content)
     }
@@ -190,6 +227,7 @@ pub struct SignalContent {
     pub severity: Severity,
     pub meldcode_step: MeldcodeStep,
     pub contact_point: ContactPointId,
+    pub age_range_ends_on: Option<CalendarDate>,
 }
 
 /// Parses a BSN for a named field.
@@ -212,6 +250,9 @@ pub struct Signal {
     pub updated_at: UnixMillis,
     pub expires_at: UnixMillis,
     pub version: u32,
+    /// Why it expires at `expires_at`. The age range's date itself is not kept.
+    #[serde(default = "ExpiryReason::before_age_ranges")]
+    pub expiry_reason: ExpiryReason,
 }
 
 impl Signal {

@@ -59,7 +59,7 @@ fn describe(body: &OutboxBody) -> (Action, Purpose, LegalBasis, String) {
             LegalBasis::Jeugdwet7141,
             format!("signal:{signal}"),
         ),
-        OutboxBody::RetractPointer { signal } => (
+        OutboxBody::RetractPointer { signal, .. } => (
             Action::PointerRetract,
             Purpose::MatchNotification,
             LegalBasis::Jeugdwet7141,
@@ -86,6 +86,7 @@ pub fn notice_kind(notice: &crate::domain::IndexNotice) -> &'static str {
         crate::domain::IndexNotice::MatchEnded { .. } => "match_ended",
         crate::domain::IndexNotice::WaakvlamAlert { .. } => "waakvlam_alert",
         crate::domain::IndexNotice::RegieChanged { .. } => "regie_changed",
+        crate::domain::IndexNotice::HistoricalMatch { .. } => "historical_match",
     }
 }
 

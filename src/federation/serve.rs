@@ -163,6 +163,13 @@ impl PeerHandler {
                             txn.change(Change::PutMatch(current));
                         }
                     }
+                    IndexNotice::HistoricalMatch { signal, .. } => {
+                        subjects = persons_of(txn.store(), signal)?;
+                        // Kept with the signal while it lives, like a current match.
+                        if !subjects.is_empty() {
+                            txn.change(Change::PutMatch(record.clone()));
+                        }
+                    }
                     IndexNotice::WaakvlamAlert { person, .. } => subjects.push(*person),
                 }
                 txn.change(Change::PutNotice(record));

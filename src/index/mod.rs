@@ -9,6 +9,11 @@
 //! other organisations in its household; it changes as signals come and go, and each change is
 //! a notice to the signal's organisation with the whole current list.
 //!
+//! A pointer that leaves because the risk is gone or its retention period ended goes to the
+//! *historical archive* for five years (the subject's pseudonym, the organisation, when and
+//! why). The archive answers no lookup and makes no match; a new pointer on the same subject
+//! from another organisation brings that organisation a historical-match notice.
+//!
 //! Architecture invariant: the index never sees a BSN, a category, a severity or a contact
 //! point. It holds nothing a source did not put in a pointer.
 
@@ -19,9 +24,10 @@ use tokio::sync::Notify;
 
 use crate::directory::Member;
 use crate::domain::{
-    Action, Actor, EventDraft, IndexNotice, LegalBasis, Lookup, MessageId, Oin, OutboxBody,
-    OutboxMessage, Pointer, PrincipalId, Pseudonym, Purpose, Regie, RelatedPseudonym, Relation,
-    RequestContext, SignalId, TransactionId, UnixMillis, Waakvlam,
+    Action, Actor, ArchiveEntry, ArchiveReason, ArchivedParty, EventDraft, ExpiryReason,
+    IndexNotice, LegalBasis, Lookup, MessageId, Oin, OutboxBody, OutboxMessage, Pointer,
+    PrincipalId, Pseudonym, Purpose, Regie, RelatedPseudonym, Relation, RequestContext,
+    RetractReason, SignalId, TransactionId, UnixMillis, Waakvlam,
 };
 use crate::federation::Federation;
 use crate::ledger::{Ledger, LedgerError, Txn};
@@ -61,6 +67,7 @@ pub struct Publication {
     pub subject: Pseudonym,
     pub related: Vec<RelatedPseudonym>,
     pub expires_at: UnixMillis,
+    pub expiry_reason: ExpiryReason,
 }
 
 /// The pointers reachable from some persons through shared persons.
@@ -204,6 +211,7 @@ impl IndexService {
                     related: publication.related,
                     expires_at: publication.expires_at,
                     published_at: txn.now(),
+                    expiry_reason: publication.expiry_reason,
                 };
                 let previous = txn.store().pointer(&source, &pointer.signal)?;
                 let household = Household::around(
@@ -213,6 +221,7 @@ impl IndexService {
                     Some(&pointer),
                 )?;
                 txn.change(Change::MarkMessage(publication.message));
+                let first = previous.is_none();
                 if let Some(previous) = previous {
                     txn.change(Change::DeletePointer(previous));
                 }
@@ -228,6 +237,11 @@ impl IndexService {
                     .subjects(pointer.persons())
                     .object(format!("signal:{}", pointer.signal)),
                 );
+                // History first: notices to one organisation arrive in the order queued, so a
+                // new signal's organisation learns of the archive before its current match.
+                if first {
+                    tell_history(txn, &pointer, publication.transaction)?;
+                }
                 notify_changes(txn, &household, None, publication.transaction)?;
                 alert_waakvlam(txn, &pointer, publication.transaction)?;
                 Ok(false)
@@ -237,13 +251,15 @@ impl IndexService {
         Ok(duplicate)
     }
 
-    /// Removes a pointer and tells the parties whose match changed. Idempotent.
+    /// Removes a pointer and tells the parties whose match changed; archives it when the
+    /// reason is one the law keeps a history of. Idempotent.
     pub async fn retract(
         &self,
         from: &Member,
         message: MessageId,
         transaction: TransactionId,
         signal: SignalId,
+        reason: RetractReason,
     ) -> Result<bool, IndexError> {
         let source = from.oin;
         let actor = self.actor("index");
@@ -256,7 +272,17 @@ impl IndexService {
                 txn.change(Change::MarkMessage(message));
                 match txn.store().pointer(&source, &signal)? {
                     Some(pointer) => {
-                        remove_pointer(txn, &pointer, transaction, Action::PointerRetract, actor)?;
+                        remove_pointer(
+                            txn,
+                            &pointer,
+                            transaction,
+                            Removal {
+                                action: Action::PointerRetract,
+                                actor,
+                                reason: reason.as_str(),
+                                archive: reason.archive(),
+                            },
+                        )?;
                     }
                     // The pointer expired here first: the exchange is still on record at
                     // both ends.
@@ -265,7 +291,7 @@ impl IndexService {
                             .purpose(Purpose::MatchNotification, LegalBasis::Jeugdwet7141)
                             .counterpart(source)
                             .object(format!("signal:{signal}"))
-                            .reason("no pointer held: already removed"),
+                            .reason(format!("{reason}; no pointer held: already removed")),
                     ),
                 }
                 Ok(false)
@@ -276,9 +302,10 @@ impl IndexService {
     }
 
     /// Removes every pointer whose expiry has passed (a source's own sweep retracts too, but
-    /// the index does not rely on it).
-    pub async fn sweep(&self) -> Result<usize, IndexError> {
-        let mut total = 0;
+    /// the index does not rely on it), archiving those whose retention period ended, and every
+    /// archived pointer whose five years have passed. Returns how many of each went.
+    pub async fn sweep(&self) -> Result<Swept, IndexError> {
+        let mut swept = Swept::default();
         loop {
             let actor = self.actor("retention");
             let removed = self
@@ -287,23 +314,58 @@ impl IndexService {
                     let expired = txn.store().expired_pointers(txn.now(), SWEEP_BATCH)?;
                     let transaction = TransactionId::new();
                     for pointer in &expired {
+                        let reason = RetractReason::expired(pointer.expiry_reason);
                         remove_pointer(
                             txn,
                             pointer,
                             transaction,
-                            Action::PointerExpire,
-                            actor.clone(),
+                            Removal {
+                                action: Action::PointerExpire,
+                                actor: actor.clone(),
+                                reason: reason.as_str(),
+                                archive: reason.archive(),
+                            },
                         )?;
                     }
                     Ok(expired.len())
                 })
                 .await??;
-            total += removed;
+            swept.pointers += removed;
             if removed > 0 {
                 self.outbox.notify_one();
             }
             if removed < SWEEP_BATCH {
-                return Ok(total);
+                break;
+            }
+        }
+        loop {
+            let actor = self.actor("retention");
+            let removed = self
+                .ledger
+                .commit(move |txn| -> Result<usize, IndexError> {
+                    let expired = txn.store().expired_archive(txn.now(), SWEEP_BATCH)?;
+                    let transaction = TransactionId::new();
+                    for entry in &expired {
+                        txn.change(Change::DeleteArchive(entry.clone()));
+                        txn.audit(
+                            EventDraft::new(transaction, actor.clone(), Action::ArchiveExpire)
+                                .purpose(Purpose::MatchNotification, LegalBasis::Jeugdwet7141)
+                                .counterpart(entry.organisation)
+                                .subjects([entry.subject])
+                                .object(format!("signal:{}", entry.signal))
+                                .reason(format!(
+                                    "archive: {} years ended at {}",
+                                    crate::domain::ARCHIVE_YEARS,
+                                    entry.expires_at.rfc3339()
+                                )),
+                        );
+                    }
+                    Ok(expired.len())
+                })
+                .await??;
+            swept.archived += removed;
+            if removed < SWEEP_BATCH {
+                return Ok(swept);
             }
         }
     }
@@ -600,6 +662,49 @@ impl IndexService {
     }
 }
 
+/// What one index sweep removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Pointers whose expiry passed.
+    pub pointers: usize,
+    /// Archived pointers whose five years passed.
+    pub archived: usize,
+}
+
+/// Tells the organisation of a new pointer of the archived pointers on its subject (from other
+/// organisations, within their five years), in one historical-match notice.
+fn tell_history(
+    txn: &mut Txn<'_>,
+    pointer: &Pointer,
+    transaction: TransactionId,
+) -> Result<(), StoreError> {
+    let now = txn.now();
+    let archived: Vec<ArchivedParty> = txn
+        .store()
+        .archived_about(&pointer.subject)?
+        .into_iter()
+        // An entry past its five years that the sweep has not reached yet says nothing.
+        .filter(|e| e.organisation != pointer.organisation && e.expires_at > now)
+        .map(|e| ArchivedParty {
+            party: e.organisation,
+            archived_at: e.archived_at,
+            reason: e.reason,
+        })
+        .collect();
+    if !archived.is_empty() {
+        queue_notice(
+            txn,
+            transaction,
+            pointer.organisation,
+            IndexNotice::HistoricalMatch {
+                signal: pointer.signal,
+                archived,
+            },
+        );
+    }
+    Ok(())
+}
+
 /// Puts a notice for `to` in the index's outbox.
 fn queue_notice(txn: &mut Txn<'_>, transaction: TransactionId, to: Oin, notice: IndexNotice) {
     let message = OutboxMessage {
@@ -702,12 +807,19 @@ fn alert_waakvlam(
     Ok(())
 }
 
+/// How a pointer leaves: retracted or expired, by whom, why, and whether it is archived.
+struct Removal {
+    action: Action,
+    actor: Actor,
+    reason: &'static str,
+    archive: Option<ArchiveReason>,
+}
+
 fn remove_pointer(
     txn: &mut Txn<'_>,
     pointer: &Pointer,
     transaction: TransactionId,
-    action: Action,
-    actor: Actor,
+    removal: Removal,
 ) -> Result<(), StoreError> {
     let key = (pointer.organisation, pointer.signal);
     let before = Household::around(
@@ -722,12 +834,25 @@ fn remove_pointer(
         signal: pointer.signal,
     });
     txn.audit(
-        EventDraft::new(transaction, actor, action)
+        EventDraft::new(transaction, removal.actor.clone(), removal.action)
             .purpose(Purpose::MatchNotification, LegalBasis::Jeugdwet7141)
             .counterpart(pointer.organisation)
             .subjects(pointer.persons())
-            .object(format!("signal:{}", pointer.signal)),
+            .object(format!("signal:{}", pointer.signal))
+            .reason(removal.reason),
     );
+    if let Some(reason) = removal.archive {
+        let entry = ArchiveEntry::new(pointer, reason, txn.now());
+        txn.audit(
+            EventDraft::new(transaction, removal.actor, Action::PointerArchive)
+                .purpose(Purpose::MatchNotification, LegalBasis::Jeugdwet7141)
+                .counterpart(pointer.organisation)
+                .subjects([entry.subject])
+                .object(format!("signal:{}", pointer.signal))
+                .reason(format!("{reason}: kept until {}", entry.expires_at.rfc3339())),
+        );
+        txn.change(Change::PutArchive(entry));
+    }
     // What is left of the household, without the pointer (it may have split in two).
     let mut remaining = Household::default();
     let mut seen = BTreeSet::new();

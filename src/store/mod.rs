@@ -20,8 +20,8 @@ pub use crypt::{DataKeyId, Keyring};
 pub use sled_store::{SledStore, StoreOptions};
 
 use crate::domain::{
-    BreakGlassItem, MessageId, Notice, Oin, OutboxMessage, Pointer, Pseudonym, ReceivedMelding,
-    Regie, Signal, SignalId, UnixMillis, Waakvlam,
+    ArchiveEntry, BreakGlassItem, MessageId, Notice, Oin, OutboxMessage, Pointer, Pseudonym,
+    ReceivedMelding, Regie, Signal, SignalId, UnixMillis, Waakvlam,
 };
 
 pub type Hash32 = [u8; 32];
@@ -105,11 +105,16 @@ pub enum Change {
         person: Pseudonym,
     },
     PutWaakvlam(Waakvlam),
+    /// A pointer kept in the historical archive, indexed by its subject and its expiry.
+    PutArchive(ArchiveEntry),
+    DeleteArchive(ArchiveEntry),
     // An organisation.
     /// A notice in the organisation's feed.
     PutNotice(Notice),
-    /// The current match of one of the organisation's signals.
+    /// The current match, or the historical match, of one of the organisation's signals
+    /// (each signal has at most one of each kind).
     PutMatch(Notice),
+    /// Removes both kinds of match of a signal.
     DeleteMatch(SignalId),
     PutMelding(ReceivedMelding),
     PutBreakGlass(BreakGlassItem),
@@ -219,12 +224,21 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn waakvlam(&self, id: &SignalId) -> Result<Option<Waakvlam>, StoreError>;
     fn waakvlam_about(&self, person: &Pseudonym) -> Result<Vec<Waakvlam>, StoreError>;
     fn waakvlam_all(&self) -> Result<Vec<Waakvlam>, StoreError>;
+    /// The archived pointers whose subject is this person.
+    fn archived_about(&self, subject: &Pseudonym) -> Result<Vec<ArchiveEntry>, StoreError>;
+    /// Up to `limit` archived pointers whose five years ended at or before `now`.
+    fn expired_archive(
+        &self,
+        now: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<ArchiveEntry>, StoreError>;
 
     // An organisation.
     /// Notices with cursor greater than `after`, in order.
     fn notices_after(&self, after: u64) -> StoreIter<'_, Notice>;
     fn last_notice_cursor(&self) -> Result<u64, StoreError>;
-    /// The current match of each of the organisation's signals that has one.
+    /// The current and the historical match of each of the organisation's signals that has
+    /// one.
     fn matches(&self) -> Result<Vec<Notice>, StoreError>;
     fn meldingen(&self) -> Result<Vec<ReceivedMelding>, StoreError>;
     fn break_glass_items(&self) -> Result<Vec<BreakGlassItem>, StoreError>;

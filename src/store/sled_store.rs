@@ -30,8 +30,8 @@ use super::{
     AuditEntry, Change, DataKeyUse, Hash32, RecordKey, ResealPage, Store, StoreError, StoreIter,
 };
 use crate::domain::{
-    BreakGlassItem, MessageId, Notice, Oin, OutboxMessage, Pointer, Pseudonym, ReceivedMelding,
-    Regie, Signal, SignalId, UnixMillis, Waakvlam,
+    ArchiveEntry, BreakGlassItem, IndexNotice, MessageId, Notice, Oin, OutboxMessage, Pointer,
+    Pseudonym, ReceivedMelding, Regie, Signal, SignalId, UnixMillis, Waakvlam,
 };
 
 /// The largest value the store writes, well under sled's blob threshold.
@@ -72,11 +72,16 @@ const REGIE: u8 = b'R';
 /// `W<id>`: a waakvlam follow-up; `V<pseudonym><id>`: its persons.
 const WAAKVLAM: u8 = b'W';
 const WAAKVLAM_PERSON: u8 = b'V';
+/// `H<subject><oin><signal>`: an archived pointer, found by its subject.
+const ARCHIVE: u8 = b'H';
+/// `Y<expires at><subject><oin><signal>`: when an archived pointer's five years end.
+const ARCHIVE_EXPIRY: u8 = b'Y';
 // An organisation.
 /// `N<cursor>`: the notice feed.
 const NOTICE: u8 = b'N';
-/// `A<signal>`: the current match of a signal.
+/// `A<signal>`: the current match of a signal; `A<signal>h`: its historical match.
 const MATCH: u8 = b'A';
+const HISTORICAL_MATCH_SUFFIX: u8 = b'h';
 /// `G<message id>`: a received melding.
 const MELDING: u8 = b'G';
 /// `B<id>`: a break-glass item.
@@ -87,10 +92,11 @@ const DATA_KEYS_KEY: &[u8] = b"mdata_keys";
 /// The keyspaces whose values carry content and are sealed under a keyring, in key order.
 /// Left in the clear: index entries (empty, or a signal id), delivered message ids, the
 /// checkpoints (signed roots) and the accepted directory (signed, public to every member).
-const SEALED: [u8; 11] = [
+const SEALED: [u8; 12] = [
     MATCH,
     BREAK_GLASS,
     MELDING,
+    ARCHIVE,
     PARTIES,
     NOTICE,
     POINTER,
@@ -382,6 +388,7 @@ fn record_name(key: &[u8]) -> String {
         PARTIES => "parties of pointer",
         REGIE => "regie of person",
         WAAKVLAM => "waakvlam",
+        ARCHIVE => "archived pointer",
         _ => return String::from_utf8_lossy(&key[..1]).into_owned() + &hex(rest),
     };
     let id = |bytes: &[u8]| match <[u8; 16]>::try_from(bytes) {
@@ -397,8 +404,24 @@ fn record_name(key: &[u8]) -> String {
             String::from_utf8_lossy(&rest[..20]),
             id(&rest[20..])
         ),
+        (ARCHIVE, 68) => format!(
+            "{what} {}/{}",
+            String::from_utf8_lossy(&rest[32..52]),
+            id(&rest[52..])
+        ),
+        (MATCH, 17) => format!("historical {what} {}", id(&rest[..16])),
         _ => format!("{what} {}", id(rest)),
     }
+}
+
+/// An archived pointer's key after its prefix: subject, OIN, signal (68 bytes).
+fn archive_key(entry: &ArchiveEntry) -> Vec<u8> {
+    [
+        &entry.subject.0[..],
+        entry.organisation.as_str().as_bytes(),
+        entry.signal.as_bytes(),
+    ]
+    .concat()
 }
 
 fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
@@ -661,12 +684,28 @@ impl BatchBuilder<'_> {
                     )?;
                 }
             }
+            Change::PutArchive(entry) => {
+                let at = archive_key(entry);
+                self.put_sealed(key(ARCHIVE, &[&at]), encode(entry))?;
+                self.put(
+                    key(ARCHIVE_EXPIRY, &[&ordered(entry.expires_at), &at]),
+                    Vec::new(),
+                )?;
+            }
+            Change::DeleteArchive(entry) => {
+                let at = archive_key(entry);
+                self.remove(key(ARCHIVE, &[&at]));
+                self.remove(key(ARCHIVE_EXPIRY, &[&ordered(entry.expires_at), &at]));
+            }
             Change::PutNotice(notice) => {
                 self.put_sealed(key(NOTICE, &[&notice.cursor.to_be_bytes()]), encode(notice))?;
             }
             Change::PutMatch(notice) => {
-                let signal = match &notice.notice {
-                    crate::domain::IndexNotice::Match { signal, .. } => *signal,
+                let at = match &notice.notice {
+                    IndexNotice::Match { signal, .. } => key(MATCH, &[signal.as_bytes()]),
+                    IndexNotice::HistoricalMatch { signal, .. } => {
+                        key(MATCH, &[signal.as_bytes(), &[HISTORICAL_MATCH_SUFFIX]])
+                    }
                     _ => {
                         return Err(StoreError::Corrupt {
                             key: "match".into(),
@@ -674,9 +713,15 @@ impl BatchBuilder<'_> {
                         });
                     }
                 };
-                self.put_sealed(key(MATCH, &[signal.as_bytes()]), encode(notice))?;
+                self.put_sealed(at, encode(notice))?;
             }
-            Change::DeleteMatch(signal) => self.remove(key(MATCH, &[signal.as_bytes()])),
+            Change::DeleteMatch(signal) => {
+                self.remove(key(MATCH, &[signal.as_bytes()]));
+                self.remove(key(
+                    MATCH,
+                    &[signal.as_bytes(), &[HISTORICAL_MATCH_SUFFIX]],
+                ));
+            }
             Change::PutMelding(melding) => {
                 self.put_sealed(key(MELDING, &[melding.message.as_bytes()]), encode(melding))?;
             }
@@ -1032,6 +1077,40 @@ impl Store for SledStore {
             .collect()
     }
 
+    fn archived_about(&self, subject: &Pseudonym) -> Result<Vec<ArchiveEntry>, StoreError> {
+        self.tree
+            .scan_prefix(key(ARCHIVE, &[&subject.0]))
+            .map(|item| {
+                let (k, v) = item?;
+                self.decode(&k, &v)
+            })
+            .collect()
+    }
+
+    fn expired_archive(
+        &self,
+        now: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<ArchiveEntry>, StoreError> {
+        let mut end = key(ARCHIVE_EXPIRY, &[&ordered(now)]);
+        end.extend_from_slice(&[0xff; 68]);
+        let mut expired = Vec::new();
+        for item in self.tree.range(vec![ARCHIVE_EXPIRY]..=end).take(limit) {
+            let (k, _) = item?;
+            let entry_key = key(ARCHIVE, &[&k[9..]]);
+            match self.tree.get(&entry_key)? {
+                Some(v) => expired.push(self.decode(&entry_key, &v)?),
+                None => {
+                    return Err(StoreError::Corrupt {
+                        key: hex(&k),
+                        problem: "archive expiry index names a missing entry".into(),
+                    });
+                }
+            }
+        }
+        Ok(expired)
+    }
+
     fn notices_after(&self, after: u64) -> StoreIter<'_, Notice> {
         let start = key(NOTICE, &[&after.saturating_add(1).to_be_bytes()]);
         Box::new(self.tree.range(start..vec![NOTICE + 1]).map(|item| {
@@ -1180,6 +1259,7 @@ mod tests {
             updated_at: UnixMillis(1),
             expires_at: UnixMillis(2),
             version: 1,
+            expiry_reason: crate::domain::ExpiryReason::Retention,
         }
     }
 
@@ -1410,7 +1490,10 @@ mod tests {
                     id: MessageId::new(),
                     transaction: crate::domain::TransactionId::new(),
                     created: UnixMillis(1),
-                    body: crate::domain::OutboxBody::RetractPointer { signal: s.id },
+                    body: crate::domain::OutboxBody::RetractPointer {
+                        signal: s.id,
+                        reason: crate::domain::RetractReason::Other,
+                    },
                     subjects: Vec::new(),
                 })])
                 .unwrap();

@@ -229,6 +229,7 @@ pub fn register(subject: &str) -> proto::RegisterRequest {
         severity: proto::Severity::NietPluis as i32,
         meldcode_step: proto::MeldcodeStep::Signalen as i32,
         contact_point: CONTACT.to_owned(),
+        age_range_ends_on: None,
     }
 }
 

@@ -230,6 +230,41 @@ pub async fn start_manual(
     (dir, federation, clock)
 }
 
+/// A federation on a manual clock that starts at the system's time, whose signed directory
+/// stays valid for `years` (the development directory's 30 days would expire long before the
+/// law's terms of years run out on the node's clock).
+pub async fn start_manual_for_years(
+    members: &[DevMember],
+    years: i32,
+    mut adjust: impl FnMut(&mut PlannedNode),
+) -> (TempDir, RunningFederation, ManualClock) {
+    let clock = ManualClock::new(SystemClock.now());
+    let shared: SharedClock = Arc::new(clock.clone());
+    for _ in 0..5 {
+        let dir = base_dir();
+        let planned = plan(members, &dir, clock.now(), &mut adjust);
+        let mut content = planned.directory.content().clone();
+        content.expires_at = content.issued_at.plus_years(years);
+        let note = Directory::new(content)
+            .expect("the longer-lived directory is valid")
+            .sign(&planned.authority);
+        let file = planned.nodes[0]
+            .config
+            .federation
+            .as_ref()
+            .expect("a federated node")
+            .directory_file
+            .clone();
+        std::fs::write(file, note).expect("the directory file is written");
+        match planned.start(shared.clone()).await {
+            Ok(federation) => return (dir, federation, clock),
+            Err(e) if port_taken(&e) => continue,
+            Err(e) => panic!("the federation starts: {e}"),
+        }
+    }
+    panic!("no free ports for a federation in five plans");
+}
+
 pub fn base_dir() -> TempDir {
     tempfile::Builder::new()
         .prefix("kring-federation-")
@@ -298,6 +333,7 @@ pub fn register(
         severity: severity as i32,
         meldcode_step: proto::MeldcodeStep::Signalen as i32,
         contact_point: "aandachtsfunctionaris".into(),
+        age_range_ends_on: None,
     }
 }
 
