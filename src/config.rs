@@ -335,12 +335,14 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             format!("must be between 1 and {DEFAULT_RETENTION_DAYS} (two years)"),
         ));
     }
-    // Expired data must be gone from every node within a minute of its expiry.
-    let sweep_every_secs = raw.retention.sweep_every_secs.unwrap_or(60);
-    if !(1..=60).contains(&sweep_every_secs) {
+    // Expired data must be gone from every node within a minute of its expiry: the index's
+    // sweep removes a pointer, then its notices end the matches at the other nodes, so half a
+    // minute per sweep leaves the other half for delivery.
+    let sweep_every_secs = raw.retention.sweep_every_secs.unwrap_or(30);
+    if !(1..=30).contains(&sweep_every_secs) {
         return Err(invalid(
             "retention.sweep_every_secs",
-            "must be between 1 and 60: expired data goes within a minute",
+            "must be between 1 and 30: expired data goes from every node within a minute",
         ));
     }
     let cache_mb = raw.store.cache_mb.unwrap_or(16);

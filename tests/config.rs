@@ -199,7 +199,7 @@ fn every_mistake_is_refused_naming_its_key() {
         (
             "a sweep less often than every minute",
             "[[contact_points]]",
-            "[retention]\nsweep_every_secs = 61\n\n[[contact_points]]",
+            "[retention]\nsweep_every_secs = 31\n\n[[contact_points]]",
             &["retention.sweep_every_secs", "within a minute"],
         ),
         (

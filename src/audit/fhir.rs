@@ -76,6 +76,8 @@
 //! | `pointer.publish` | recipient | DCM#110107 Import | LC#disclose | C | PrivacyDisclosure.Recipient |
 //! | `pointer.retract` | any | AET#rest | RI#delete | D | PatientDelete / Delete |
 //! | `pointer.expire` | any | AET#rest | RI#delete | D | PatientDelete / Delete |
+//! | `pointer.archive` | any | AET#rest | RI#create | C | PatientCreate / Create |
+//! | `archive.expire` | any | AET#rest | RI#delete | D | PatientDelete / Delete |
 //! | `pointer.lookup` | source | DCM#110106 Export | LC#disclose | R | PrivacyDisclosure.Source |
 //! | `pointer.lookup` | recipient | DCM#110107 Import | LC#disclose | C | PrivacyDisclosure.Recipient |
 //! | `notice.send` | source | DCM#110106 Export | LC#disclose | R | PrivacyDisclosure.Source |

@@ -3,10 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::federation::RetractReason;
 use super::federation::{ContactDetails, IndexNotice};
 use super::ids::{MessageId, PrincipalId, Pseudonym, SignalId, TransactionId, UnixMillis};
 use super::org::Oin;
-use super::federation::RetractReason;
 use super::signal::{Category, ExpiryReason, RelatedPseudonym, Severity};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

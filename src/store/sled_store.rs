@@ -717,10 +717,7 @@ impl BatchBuilder<'_> {
             }
             Change::DeleteMatch(signal) => {
                 self.remove(key(MATCH, &[signal.as_bytes()]));
-                self.remove(key(
-                    MATCH,
-                    &[signal.as_bytes(), &[HISTORICAL_MATCH_SUFFIX]],
-                ));
+                self.remove(key(MATCH, &[signal.as_bytes(), &[HISTORICAL_MATCH_SUFFIX]]));
             }
             Change::PutMelding(melding) => {
                 self.put_sealed(key(MELDING, &[melding.message.as_bytes()]), encode(melding))?;
