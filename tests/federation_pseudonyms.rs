@@ -327,3 +327,42 @@ async fn each_service_records_how_many_it_evaluated_for_whom_and_never_the_eleme
     }
     federation.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_share_calls_and_each_gets_its_own_pseudonyms() {
+    let (_dir, federation) = start(&demo_members()).await;
+    let a = key_share(&federation, "pseudonyms");
+    let b = key_share(&federation, "pseudonyms-b");
+    let school = federation.node("school").federation().unwrap().clone();
+    let peers = Arc::new(kring::api::peer_client::GrpcPeers::new(school.clone()));
+    let pseudonymiser = Arc::new(OprfPseudonymiser::new(school, peers));
+    // Fifty requests of two persons at once (more than one call can carry together), and one
+    // request larger than a call.
+    let mut requests: Vec<Vec<String>> =
+        (0..50).map(|i| vec![bsn(2 * i), bsn(2 * i + 1)]).collect();
+    requests.push(
+        (1000..1000 + kring::pseudonym::MAX_BATCH as u32 + 6)
+            .map(bsn)
+            .collect(),
+    );
+    let tasks: Vec<_> = requests
+        .iter()
+        .map(|persons| {
+            let pseudonymiser = pseudonymiser.clone();
+            let persons: Vec<Bsn> = persons.iter().map(|p| Bsn::parse(p).unwrap()).collect();
+            tokio::spawn(async move { pseudonymiser.pseudonymise(persons).await })
+        })
+        .collect();
+    for (persons, task) in requests.iter().zip(tasks) {
+        let got = task.await.unwrap().expect("the chain answers");
+        let expected: Vec<Pseudonym> = persons
+            .iter()
+            .map(|p| pseudonym_under(p, &[&a, &b]))
+            .collect();
+        assert_eq!(
+            got, expected,
+            "each request gets its own persons' pseudonyms, in order"
+        );
+    }
+    federation.shutdown().await.unwrap();
+}

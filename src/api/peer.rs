@@ -21,7 +21,7 @@ use crate::ledger::Ledger;
 use crate::pseudonym::{PseudonymService, ServiceError};
 
 /// The most elements one Evaluate call may carry.
-pub const MAX_EVALUATE: usize = 64;
+pub const MAX_EVALUATE: usize = crate::pseudonym::MAX_BATCH;
 
 fn peer<T>(request: &Request<T>) -> Result<Member, Status> {
     request

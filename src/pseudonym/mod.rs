@@ -21,7 +21,10 @@ use async_trait::async_trait;
 
 use crate::domain::{Bsn, Pseudonym};
 
-#[derive(Debug, thiserror::Error)]
+/// The most blinded elements one call to the pseudonym chain carries.
+pub const MAX_BATCH: usize = 64;
+
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PseudonymError {
     #[error("pseudonym service unavailable: {0}")]
     Unavailable(String),

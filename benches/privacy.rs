@@ -1,0 +1,315 @@
+//! What the privacy hardening costs, on loopback with mutual TLS, every node a real gRPC server
+//! with its own sled store, all in this process (so clients and services share the cores):
+//!
+//! 1. chain: federation pseudonyms per second through two chained pseudonym services, as an
+//!    organisation node computes them (blind, Evaluate at service A, which forwards to service
+//!    B, unblind and finalize), batched (64 persons a call) and one person a call.
+//! 2. registrations: durable, audited registrations per second at an organisation node with
+//!    64 registrations in flight over TLS, with and without what the hardening adds: a
+//!    standalone node with the keyed pseudonymiser and plain values (what a registration cost
+//!    before), the same with encryption at rest, and an organisation in a federation (two
+//!    pseudonym services, the index) whose every registration takes a federation pseudonym
+//!    through the chain, with and without encryption. In the federated cases the services and
+//!    the index run in this process too, on the same two cores.
+//!
+//! Run: `cargo bench --bench privacy` (release). Options after `--`: `--seconds N` (per case,
+//! default 10), `--concurrency N` (pseudonym calls in flight, default 16), `--only chain` or
+//! `--only registrations`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use kring::api::client::LocalClient;
+use kring::api::proto;
+use kring::clock::{Clock, SystemClock};
+use kring::demo::{DevOrganisation, dev_node};
+use kring::devnet::{DevFederation, DevMember, RunningFederation};
+use kring::directory::NodeRole;
+use kring::domain::{Bsn, OrgType, Role};
+use kring::node::RunningNode;
+use kring::pki::DevCa;
+use kring::policy::Policy;
+use kring::pseudonym::{OprfPseudonymiser, Pseudonymiser};
+use kring::store::{DataKeyId, Keyring};
+
+/// Registrations in flight in the registration cases, as in `benches/registrations.rs`.
+const IN_FLIGHT: usize = 64;
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn main() {
+    kring::tls::install_provider();
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let seconds: u64 = arg("--seconds").and_then(|v| v.parse().ok()).unwrap_or(10);
+    let concurrency: usize = arg("--concurrency")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let only = arg("--only");
+    println!("kring privacy benchmark, machine: {}", machine());
+    let seconds = Duration::from_secs(seconds);
+    if only.as_deref() != Some("registrations") {
+        runtime.block_on(chain(seconds, concurrency));
+    }
+    if only.as_deref() != Some("chain") {
+        runtime.block_on(registrations(seconds));
+    }
+}
+
+/// A valid BSN from a counter: eight digits and the elfproef check digit.
+fn bsn(n: u64) -> Bsn {
+    Bsn::parse(&bsn_text(n)).expect("a valid BSN")
+}
+
+fn bsn_text(n: u64) -> String {
+    let mut k = n;
+    loop {
+        let digits = format!("{:08}", 10_000_000 + k % 89_999_999);
+        let sum: u32 = digits
+            .bytes()
+            .zip([9, 8, 7, 6, 5, 4, 3, 2])
+            .map(|(d, w)| u32::from(d - b'0') * w)
+            .sum();
+        if sum % 11 < 10 {
+            return format!("{digits}{}", sum % 11);
+        }
+        k += 100_000_000;
+    }
+}
+
+fn member(key: &str, name: &str, oin: &str, org_type: OrgType, roles: &[NodeRole]) -> DevMember {
+    DevMember::new(
+        key,
+        DevOrganisation::new(name, oin, org_type).principal("p", &[Role::Signaler]),
+        roles,
+    )
+}
+
+/// Two pseudonym services, the index and one organisation, under a policy whose rate limit
+/// is far above what the machine can ask.
+async fn start(dir: &std::path::Path, encrypted: bool) -> RunningFederation {
+    let members = [
+        member(
+            "pseudonyms",
+            "Pseudoniemdienst A",
+            "00000001820000000200",
+            OrgType::FederationService,
+            &[NodeRole::PseudonymService],
+        ),
+        member(
+            "pseudonyms-b",
+            "Pseudoniemdienst B",
+            "00000001820000000210",
+            OrgType::FederationService,
+            &[NodeRole::PseudonymService],
+        ),
+        member(
+            "index",
+            "Verwijsindex",
+            "00000001820000000100",
+            OrgType::FederationService,
+            &[NodeRole::Index],
+        ),
+        member(
+            "school",
+            "Basisschool",
+            "00000001820000001000",
+            OrgType::School,
+            &[NodeRole::Organisation],
+        ),
+    ];
+    let mut policy = Policy::regional_default();
+    policy.pseudonym_rate_per_minute = 1_000_000_000;
+    let mut plan =
+        DevFederation::plan_with(&members, dir, SystemClock.now(), policy).expect("a plan");
+    if !encrypted {
+        for node in &mut plan.nodes {
+            node.config.store.keyring = None;
+        }
+    }
+    plan.start(Arc::new(SystemClock))
+        .await
+        .expect("a federation")
+}
+
+async fn chain(seconds: Duration, concurrency: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let federation = start(dir.path(), true).await;
+    let school = federation.node("school").federation().unwrap().clone();
+    let peers = Arc::new(kring::api::peer_client::GrpcPeers::new(school.clone()));
+    let pseudonymiser = Arc::new(OprfPseudonymiser::new(school, peers));
+    // Warm the connections.
+    pseudonymiser.pseudonymise(vec![bsn(1)]).await.unwrap();
+    println!(
+        "\nchain: two pseudonym services, {concurrency} calls in flight, {} s per case",
+        seconds.as_secs()
+    );
+    println!("| persons per call | pseudonyms/s | calls/s |");
+    println!("|---|---|---|");
+    for batch in [64u64, 1] {
+        let done = Arc::new(AtomicU64::new(0));
+        let calls = Arc::new(AtomicU64::new(0));
+        let deadline = Instant::now() + seconds;
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..concurrency as u64)
+            .map(|t| {
+                let pseudonymiser = pseudonymiser.clone();
+                let done = done.clone();
+                let calls = calls.clone();
+                tokio::spawn(async move {
+                    let mut n = t * 1_000_000_000;
+                    while Instant::now() < deadline {
+                        let persons = (0..batch).map(|i| bsn(n + i)).collect();
+                        n += batch;
+                        let out = pseudonymiser
+                            .pseudonymise(persons)
+                            .await
+                            .expect("the chain answers");
+                        done.fetch_add(out.len() as u64, Ordering::Relaxed);
+                        calls.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        println!(
+            "| {batch} | {:.0} | {:.0} |",
+            done.load(Ordering::Relaxed) as f64 / elapsed,
+            calls.load(Ordering::Relaxed) as f64 / elapsed
+        );
+    }
+    federation.shutdown().await.unwrap();
+}
+
+async fn registrations(seconds: Duration) {
+    println!(
+        "\nregistrations: {IN_FLIGHT} in flight over TLS, {} s per case after a 2 s warm-up",
+        seconds.as_secs()
+    );
+    println!("| organisation node | pseudonyms | values at rest | registrations/s | vs. before |");
+    println!("|---|---|---|---|---|");
+    let mut before = None;
+    for (federated, encrypted) in [(false, false), (false, true), (true, false), (true, true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let rate = if federated {
+            let federation = start(dir.path(), encrypted).await;
+            let client = federation.client("school", "p").await.expect("a client");
+            let rate = load(client, seconds).await;
+            federation.shutdown().await.unwrap();
+            rate
+        } else {
+            let ca = DevCa::generate("kring benchmark CA").unwrap();
+            let organisation =
+                DevOrganisation::new("Basisschool", "00000001820000001000", OrgType::School)
+                    .principal("p", &[Role::Signaler]);
+            let mut dev = dev_node(&ca, &organisation, &dir.path().join("school")).unwrap();
+            if encrypted {
+                dev.config.store.keyring = Some(Arc::new(Keyring::generate(
+                    DataKeyId::new(1).expect("not zero"),
+                )));
+            }
+            let node = RunningNode::start(dev.config, Arc::new(SystemClock))
+                .await
+                .expect("the node starts");
+            let roots = kring::tls::roots_from_pem(ca.cert_pem().as_bytes()).unwrap();
+            let client = LocalClient::connect(
+                &node.local_addr().to_string(),
+                "localhost",
+                roots,
+                Some(&dev.tokens["p"]),
+            )
+            .await
+            .expect("a connection");
+            let rate = load(client, seconds).await;
+            node.shutdown().await.unwrap();
+            rate
+        };
+        let baseline = *before.get_or_insert(rate);
+        println!(
+            "| {} | {} | {} | {rate:.0} | {:.0}% |",
+            if federated { "federated" } else { "standalone" },
+            if federated {
+                "OPRF, two services"
+            } else {
+                "keyed (HMAC)"
+            },
+            if encrypted { "AES-256-GCM" } else { "plain" },
+            100.0 * rate / baseline
+        );
+    }
+}
+
+/// Registrations per second with [`IN_FLIGHT`] in flight on one connection, measured for
+/// `seconds` after a two-second warm-up.
+async fn load(client: LocalClient, seconds: Duration) -> f64 {
+    let warm = Instant::now() + Duration::from_secs(2);
+    let end = warm + seconds;
+    let counted = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..IN_FLIGHT as u64)
+        .map(|t| {
+            let mut signals = client.signals.clone();
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut n = t * 1_000_000_000;
+                loop {
+                    let now = Instant::now();
+                    if now >= end {
+                        break;
+                    }
+                    n += 2;
+                    signals
+                        .register(proto::RegisterRequest {
+                            subject_bsn: bsn_text(n),
+                            related: vec![proto::RelatedPerson {
+                                bsn: bsn_text(n + 1),
+                                relation: proto::Relation::Parent as i32,
+                            }],
+                            category: proto::Category::NietPluis as i32,
+                            severity: proto::Severity::Zorg as i32,
+                            meldcode_step: proto::MeldcodeStep::Signalen as i32,
+                            contact_point: "aandachtsfunctionaris".into(),
+                            age_range_ends_on: None,
+                        })
+                        .await
+                        .expect("a registration");
+                    if now >= warm {
+                        counted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    counted.load(Ordering::Relaxed) as f64 / seconds.as_secs_f64()
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cores} cores, {cpu}")
+}
