@@ -366,3 +366,51 @@ async fn concurrent_requests_share_calls_and_each_gets_its_own_pseudonyms() {
     }
     federation.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_index_holds_pseudonyms_it_cannot_compute_alone_or_with_one_service() {
+    let (_dir, federation) = start(&demo_members()).await;
+    let mut school = client(&federation, SCHOOL_AF).await;
+    let signal = register_ok(&mut school, worry(CHILD, &[])).await;
+    // What the index holds: the pointer's subject, as its own log records it.
+    let object = format!("signal:{}", signal.id);
+    let held = eventually("the index records the pointer", || async {
+        events(&federation, "index", proto::AuditAction::PointerPublish)
+            .await
+            .into_iter()
+            .find(|e| e.object == object)
+            .map(|e| Pseudonym::parse(&e.subjects[0]).expect("a pseudonym"))
+    })
+    .await;
+    assert_eq!(
+        held,
+        federation_pseudonym(&federation, CHILD).await,
+        "the index holds the child's federation pseudonym"
+    );
+
+    // Everything the index's own key material computes from the BSN misses it.
+    let index_secret =
+        kring::pseudonym::read_or_create_secret(&federation.configs["index"].secret_file)
+            .expect("the index's node secret");
+    let keyed = kring::pseudonym::KeyedPseudonymiser::from_secret(&index_secret)
+        .pseudonymise(vec![Bsn::parse(CHILD).unwrap()])
+        .await
+        .unwrap()[0];
+    assert_ne!(
+        keyed, held,
+        "the index's node key does not give the pseudonym"
+    );
+    assert_ne!(
+        pseudonym_under(CHILD, &[]),
+        held,
+        "the unkeyed hash of the BSN is not the pseudonym"
+    );
+    // The index with one service: still not.
+    let a = key_share(&federation, "pseudonyms");
+    let b = key_share(&federation, "pseudonyms-b");
+    assert_ne!(pseudonym_under(CHILD, &[&a]), held, "index + service A");
+    assert_ne!(pseudonym_under(CHILD, &[&b]), held, "index + service B");
+    // Only every share together computes it.
+    assert_eq!(pseudonym_under(CHILD, &[&a, &b]), held);
+    federation.shutdown().await.unwrap();
+}
