@@ -254,7 +254,8 @@ pub fn kind(action: Action) -> Kind {
         | Action::MatchesWatch
         | Action::MatchesList
         | Action::MeldingenList
-        | Action::WaakvlamList => Kind::Rest(Search),
+        | Action::WaakvlamList
+        | Action::SubjectAccess => Kind::Rest(Search),
         Action::AuditCheckpoint | Action::AuditProof => Kind::Rest(Read),
         Action::AuditVerify | Action::PseudonymEvaluate => Kind::Rest(Operation),
         Action::AuditExport => Kind::LogExport,
@@ -265,6 +266,7 @@ pub fn kind(action: Action) -> Kind {
         | Action::MeldingReceive => Kind::Disclosure(Flow::Push),
         Action::PointerLookup
         | Action::SignalsFetch
+        | Action::SubjectAccessFetch
         | Action::LinkedSignals
         | Action::BreakGlass => Kind::Disclosure(Flow::Pull),
     }
