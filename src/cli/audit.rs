@@ -1,7 +1,9 @@
 //! `kring audit`: a privacy officer's tools. `verify` trusts only the pinned verifier key and
 //! checkpoints saved before, whether it reads a store or a node over the API. `break-glass`
-//! and `review` work the review queue of emergency disclosures; `reconcile` compares the logs
-//! of several nodes and names every exchange on record at one end only.
+//! and `review` work the review queue of emergency disclosures; `subject-access` gathers every
+//! event about one person from the whole federation for an access request (AVG art. 15);
+//! `reconcile` compares the logs of several nodes and names every exchange on record at one
+//! end only.
 
 use std::io::Write;
 use std::path::PathBuf;
