@@ -494,6 +494,54 @@ impl AccessView {
         })
     }
 
+    /// One line per organisation: how many events, how many of them break-glass, and who did
+    /// not answer (`kring demo` shows this; the full report is `render`).
+    pub fn summary(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        for org in &self.organisations {
+            let name = if org.source.name.is_empty() {
+                &org.source.oin
+            } else {
+                &org.source.name
+            };
+            if !org.source.answered {
+                let _ = writeln!(out, "{name}: did not answer ({})", org.source.reason);
+                continue;
+            }
+            if org.events.is_empty() {
+                continue;
+            }
+            let emergency = org.events.iter().filter(|e| e.emergency).count();
+            let mut people: Vec<String> = org
+                .events
+                .iter()
+                .map(|e| {
+                    let who = e.who();
+                    match who.role {
+                        Some(role) => format!("{} ({role})", who.user),
+                        None => who.user.to_string(),
+                    }
+                })
+                .collect();
+            people.sort();
+            people.dedup();
+            let _ = writeln!(
+                out,
+                "{name}: {} events, {emergency} break-glass; by {}",
+                org.events.len(),
+                people.join(", ")
+            );
+        }
+        let quiet = self.answered().filter(|o| o.events.is_empty()).count();
+        let _ = write!(
+            out,
+            "{quiet} more organisations answered with no events about the person; the full report: \
+             kring audit subject-access --bsn - --format text|json"
+        );
+        out
+    }
+
     /// The report for people: by organisation, each event in time order with who (principal,
     /// role, organisation), what, when (Amsterdam time and RFC 3339), for which purpose on
     /// which legal basis, and break-glass marked; then who did not answer.
