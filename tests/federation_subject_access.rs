@@ -50,6 +50,39 @@ fn who(event: &kring::domain::AccessedEvent) -> (&str, Option<Role>, String) {
     (who.user.as_str(), who.role, who.organisation.to_string())
 }
 
+/// `kring audit subject-access --bsn - --format FORMAT` at the school as its privacy officer,
+/// the child's BSN on standard input.
+async fn kring_subject_access(
+    federation: &kring::devnet::RunningFederation,
+    ca: &std::path::Path,
+    format: &str,
+) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kring"));
+    command
+        .args(["audit", "subject-access", "--bsn", "-", "--format", format])
+        .args([
+            "--node",
+            &federation.node("school").local_addr().to_string(),
+        ])
+        .arg("--ca")
+        .arg(ca)
+        .env("KRING_TOKEN", &federation.tokens["school"][FG])
+        .env_remove("KRING_NODE")
+        .env_remove("KRING_CA")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    tokio::task::spawn_blocking(move || {
+        let mut child = command.spawn().expect("kring runs");
+        writeln!(child.stdin.take().unwrap(), "{CHILD}").unwrap();
+        child.wait_with_output().expect("kring finishes")
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_privacy_officer_gets_every_event_about_the_child_from_every_node_and_nothing_else() {
     let (_dir, mut federation, capture) = wire_tap::start_tapped(&demo_members()).await;
@@ -323,6 +356,33 @@ async fn a_privacy_officer_gets_every_event_about_the_child_from_every_node_and_
         && e["purpose"] == "emergency"));
     assert!(json["not_answered"].as_array().unwrap().is_empty());
 
+    // The command line: the report as text and as JSON, the BSN read from standard input.
+    let ca = federation.base.join("ca.crt");
+    std::fs::write(&ca, federation.ca.cert_pem()).unwrap();
+    let json = kring_subject_access(&federation, &ca, "json").await;
+    assert!(
+        json.status.success(),
+        "{}",
+        String::from_utf8_lossy(&json.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(
+        json["organisations"].as_array().unwrap().len(),
+        federation.nodes.len()
+    );
+    assert!(
+        json["organisations"][0]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "signal.register" && e["who"]["user"] == "m.jansen")
+    );
+    let text = kring_subject_access(&federation, &ca, "text").await;
+    assert!(text.status.success());
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(text.starts_with("Subject access report (AVG art. 15)"));
+    assert!(text.contains("== Huisartsenpraktijk Presikhaaf (huisarts"));
+
     // A node that is down is listed, not waited for.
     federation.stop("reclassering").await.unwrap();
     let partial = officer
@@ -340,6 +400,13 @@ async fn a_privacy_officer_gets_every_event_about_the_child_from_every_node_and_
     assert!(text.contains("1 did not answer"));
     assert!(text.contains("Did not answer"));
     assert!(text.contains("Reclassering Nederland, unit Arnhem (OIN 00000001820000003000)"));
+    let partial = kring_subject_access(&federation, &ca, "text").await;
+    assert_eq!(
+        partial.status.code(),
+        Some(2),
+        "an organisation did not answer"
+    );
+    assert!(String::from_utf8_lossy(&partial.stdout).contains("Did not answer"));
     federation.shutdown().await.unwrap();
 
     // The wire: the subject access requests went through the tap (their transaction id is in
