@@ -6,6 +6,7 @@
 //! precise and change nothing; a peer refuses a requester the policy does not allow; no BSN
 //! crosses the wire (the story's peer traffic is tapped in plaintext, see `wire_tap`).
 
+mod common;
 mod common_federation;
 mod wire_tap;
 
@@ -692,4 +693,52 @@ fn the_peer_request_holds_only_a_pseudonym() {
     > + 'a {
         peers.subject_access(to, context, subject)
     }
+}
+
+/// A node outside any federation answers from its own log alone, under the same rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_node_answers_from_its_own_log() {
+    let node = common::start_node(&common::school()).await;
+    let mut signals = node.signals(common::SIGNALER);
+    common::register_ok(&mut signals, common::register(CHILD)).await;
+    common::register_ok(&mut signals, common::register(&other_child())).await;
+    let report = node
+        .audit(common::OFFICER)
+        .subject_access(ask(CHILD))
+        .await
+        .expect("a report")
+        .into_inner();
+    assert_eq!(report.sources.len(), 1, "only this node was asked");
+    assert!(report.sources[0].answered);
+    let view = AccessView::new(&report).unwrap();
+    let events = &view.organisations[0].events;
+    assert_eq!(
+        events.len(),
+        1,
+        "the child's registration only: {events:#?}"
+    );
+    assert_eq!(events[0].action, Action::SignalRegister);
+    assert_eq!(events[0].who().user.as_str(), common::SIGNALER);
+    assert_eq!(
+        events[0].legal_basis,
+        Some(kring::domain::LegalBasis::WetVerplichteMeldcode)
+    );
+
+    // A signaler may not ask; the refusal is audited with its purpose.
+    let status = node
+        .audit(common::SIGNALER)
+        .subject_access(ask(CHILD))
+        .await
+        .expect_err("a signaler may not ask");
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let transaction = common::transaction_of(status.metadata());
+    let refusal = common::audited_refusal(
+        &mut node.audit(common::OFFICER),
+        &transaction,
+        Code::PermissionDenied,
+        "audit.review",
+    )
+    .await;
+    assert_eq!(refusal.action, AuditAction::SubjectAccess as i32);
+    assert_eq!(refusal.purpose, proto::Purpose::SubjectAccess as i32);
 }
