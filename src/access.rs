@@ -3,9 +3,10 @@
 //! other member of the federation, with who (principal, role, organisation) did what, when,
 //! for which purpose and on which legal basis, and whether it was a break-glass access.
 //!
-//! The BSN is turned into the federation pseudonym here (the OPRF chain) and dropped; peers
-//! are asked with that pseudonym only, under purpose subject access, in parallel and under the
-//! peer deadline. Each peer maps it to its own pseudonym, checks the policy for this
+//! The BSN is turned into the federation pseudonym here (the OPRF chain) and dropped; every
+//! other organisation and the index are asked with that pseudonym only, under purpose subject
+//! access, in parallel and under the peer deadline (the pseudonym services and the authority
+//! hold no events about persons by design, see [`holds_events_about_persons`]). Each peer maps it to its own pseudonym, checks the policy for this
 //! organisation and the officer's role, audits its disclosure and answers with its events
 //! stripped of persons, reasons and objects ([`AccessedEvent`]). A peer that does not answer is
 //! listed, not waited for.
@@ -18,7 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::audit::search::{self, SearchError};
-use crate::directory::Member;
+use crate::directory::{Member, NodeRole};
 use crate::domain::{
     AccessedEvent, Action, Bsn, EventDraft, Oin, OrgType, Pseudonym, Purpose, RequestContext, Role,
     UnixMillis,
@@ -142,7 +143,7 @@ impl AccessService {
             };
             let deadline = federation.timeout();
             for member in federation.directory().members() {
-                if member.oin == me {
+                if member.oin == me || !holds_events_about_persons(member) {
                     continue;
                 }
                 asked.push(member.clone());
@@ -273,6 +274,14 @@ impl AccessService {
             generated_at,
         })
     }
+}
+
+/// Whether a member's log can hold events about a person: organisations (their signals and
+/// what they disclosed) and the index (pointers, lookups, notices). A pseudonym service records
+/// counts per organisation and never an element, and the authority only signs the directory
+/// (and may well be offline), so neither is asked.
+pub fn holds_events_about_persons(member: &Member) -> bool {
+    member.has_role(NodeRole::Organisation) || member.has_role(NodeRole::Index)
 }
 
 impl AccessError {
