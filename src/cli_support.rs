@@ -365,3 +365,288 @@ pub fn render_reconciliation(report: &crate::audit::reconcile::Reconciliation) -
     }
     out
 }
+
+/// A subject access report with its events checked and grouped: by organisation (in the
+/// report's order, the asking organisation first), each in time order.
+#[derive(Debug)]
+pub struct AccessView {
+    pub generated_at: UnixMillis,
+    pub transaction_id: String,
+    pub subject_pseudonym: String,
+    pub organisations: Vec<AccessOrganisation>,
+}
+
+#[derive(Debug)]
+pub struct AccessOrganisation {
+    pub source: proto::SubjectAccessSource,
+    pub events: Vec<crate::domain::AccessedEvent>,
+}
+
+impl AccessView {
+    pub fn new(report: &proto::SubjectAccessReport) -> Result<AccessView, crate::domain::Invalid> {
+        let mut organisations: Vec<AccessOrganisation> = report
+            .sources
+            .iter()
+            .map(|s| AccessOrganisation {
+                source: s.clone(),
+                events: Vec::new(),
+            })
+            .collect();
+        for (i, raw) in report.events.iter().enumerate() {
+            let event = crate::api::convert::accessed_event_from_proto(i, raw)?;
+            let oin = event.recorded_by.to_string();
+            match organisations.iter_mut().find(|o| o.source.oin == oin) {
+                Some(org) => org.events.push(event),
+                None => organisations.push(AccessOrganisation {
+                    source: proto::SubjectAccessSource {
+                        oin,
+                        answered: true,
+                        ..Default::default()
+                    },
+                    events: vec![event],
+                }),
+            }
+        }
+        for org in &mut organisations {
+            org.events.sort_by_key(|e| (e.time, e.index));
+        }
+        Ok(AccessView {
+            generated_at: UnixMillis(report.generated_at_unix_ms),
+            transaction_id: report.transaction_id.clone(),
+            subject_pseudonym: report.subject_pseudonym.clone(),
+            organisations,
+        })
+    }
+
+    /// The name of an organisation of the federation, as the report lists it.
+    fn name_of(&self, oin: &crate::domain::Oin) -> String {
+        let oin = oin.to_string();
+        self.organisations
+            .iter()
+            .find(|o| o.source.oin == oin && !o.source.name.is_empty())
+            .map_or(oin, |o| o.source.name.clone())
+    }
+
+    fn answered(&self) -> impl Iterator<Item = &AccessOrganisation> {
+        self.organisations.iter().filter(|o| o.source.answered)
+    }
+
+    fn silent(&self) -> impl Iterator<Item = &AccessOrganisation> {
+        self.organisations.iter().filter(|o| !o.source.answered)
+    }
+
+    /// The report as JSON: organisations that answered with their events, then those that
+    /// did not, with why.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        let actor = |a: &crate::domain::Actor| {
+            json!({
+                "user": a.user.as_str(),
+                "role": a.role.map(|r| r.as_str()),
+                "organisation_oin": a.organisation.to_string(),
+                "organisation": self.name_of(&a.organisation),
+            })
+        };
+        let organisations: Vec<serde_json::Value> = self
+            .answered()
+            .map(|org| {
+                json!({
+                    "oin": org.source.oin,
+                    "name": org.source.name,
+                    "org_type": org.source.org_type,
+                    "truncated": org.source.truncated,
+                    "events": org.events.iter().map(|e| json!({
+                        "index": e.index,
+                        "time": e.time.rfc3339(),
+                        "local_time": e.time.amsterdam(),
+                        "transaction_id": e.transaction.to_string(),
+                        "who": actor(e.who()),
+                        "recorded_as": e.on_behalf_of.as_ref().map(|_| actor(&e.actor)),
+                        "action": e.action.as_str(),
+                        "purpose": e.purpose.map(|p| p.as_str()),
+                        "legal_basis": e.legal_basis.map(|b| b.as_str()),
+                        "outcome": e.outcome.as_str(),
+                        "counterpart": e.counterpart.map(|c| json!({
+                            "oin": c.to_string(),
+                            "name": self.name_of(&c),
+                        })),
+                        "emergency": e.emergency,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let silent: Vec<serde_json::Value> = self
+            .silent()
+            .map(|org| {
+                json!({
+                    "oin": org.source.oin,
+                    "name": org.source.name,
+                    "reason": org.source.reason,
+                })
+            })
+            .collect();
+        json!({
+            "subject_pseudonym": self.subject_pseudonym,
+            "generated_at": self.generated_at.rfc3339(),
+            "transaction_id": self.transaction_id,
+            "organisations": organisations,
+            "not_answered": silent,
+        })
+    }
+
+    /// One line per organisation: how many events, how many of them break-glass, and who did
+    /// not answer (`kring demo` shows this; the full report is `render`).
+    pub fn summary(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        for org in &self.organisations {
+            let name = if org.source.name.is_empty() {
+                &org.source.oin
+            } else {
+                &org.source.name
+            };
+            if !org.source.answered {
+                let _ = writeln!(out, "{name}: did not answer ({})", org.source.reason);
+                continue;
+            }
+            if org.events.is_empty() {
+                continue;
+            }
+            let emergency = org.events.iter().filter(|e| e.emergency).count();
+            let mut people: Vec<String> = org
+                .events
+                .iter()
+                .map(|e| {
+                    let who = e.who();
+                    match who.role {
+                        Some(role) => format!("{} ({role})", who.user),
+                        None => who.user.to_string(),
+                    }
+                })
+                .collect();
+            people.sort();
+            people.dedup();
+            let _ = writeln!(
+                out,
+                "{name}: {} events, {emergency} break-glass; by {}",
+                org.events.len(),
+                people.join(", ")
+            );
+        }
+        let quiet = self.answered().filter(|o| o.events.is_empty()).count();
+        let _ = write!(
+            out,
+            "{quiet} more organisations answered with no events about the person; the full report: \
+             kring audit subject-access --bsn - --format text|json"
+        );
+        out
+    }
+
+    /// The report for people: by organisation, each event in time order with who (principal,
+    /// role, organisation), what, when (Amsterdam time and RFC 3339), for which purpose on
+    /// which legal basis, and break-glass marked; then who did not answer.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let events: usize = self.organisations.iter().map(|o| o.events.len()).sum();
+        let _ = writeln!(
+            out,
+            "Subject access report (AVG art. 15)\n\
+             generated   {} ({})\n\
+             person      pseudonym {}\n\
+             transaction {}\n\
+             {} events from {} organisations; {} did not answer",
+            self.generated_at.amsterdam(),
+            self.generated_at.rfc3339(),
+            self.subject_pseudonym,
+            self.transaction_id,
+            events,
+            self.answered().count(),
+            self.silent().count(),
+        );
+        for org in self.answered().filter(|o| !o.events.is_empty()) {
+            let _ = writeln!(
+                out,
+                "\n== {} ({}, OIN {}): {} event{}{}",
+                if org.source.name.is_empty() {
+                    &org.source.oin
+                } else {
+                    &org.source.name
+                },
+                if org.source.org_type.is_empty() {
+                    "?"
+                } else {
+                    &org.source.org_type
+                },
+                org.source.oin,
+                org.events.len(),
+                if org.events.len() == 1 { "" } else { "s" },
+                if org.source.truncated {
+                    " (more than one answer holds; the oldest are shown)"
+                } else {
+                    ""
+                },
+            );
+            for e in &org.events {
+                let who = e.who();
+                let role = who.role.map_or_else(String::new, |r| format!(" ({r})"));
+                let mut line = format!(
+                    "   {}  [{}]{}\n     who      {}{role}, {}",
+                    e.time.amsterdam(),
+                    e.time.rfc3339(),
+                    if e.emergency { "  BREAK-GLASS" } else { "" },
+                    who.user,
+                    self.name_of(&who.organisation),
+                );
+                if e.on_behalf_of.is_some() {
+                    let _ = write!(line, " (answered by {} here)", e.actor.user);
+                }
+                let _ = write!(line, "\n     what     {} ({})", e.action, e.outcome);
+                if let Some(c) = e.counterpart {
+                    let _ = write!(line, ", with {}", self.name_of(&c));
+                }
+                let _ = write!(
+                    line,
+                    "\n     purpose  {}",
+                    e.purpose.map_or("-", |p| p.as_str())
+                );
+                if let Some(basis) = e.legal_basis {
+                    let _ = write!(line, ", legal basis {basis}");
+                }
+                let _ = write!(
+                    line,
+                    "\n     emergency {}",
+                    if e.emergency {
+                        "yes (break-glass)"
+                    } else {
+                        "no"
+                    }
+                );
+                let _ = writeln!(out, "{line}\n     event    #{} {}", e.index, e.transaction);
+            }
+        }
+        let none: Vec<&AccessOrganisation> =
+            self.answered().filter(|o| o.events.is_empty()).collect();
+        if !none.is_empty() {
+            let _ = writeln!(out, "\nAnswered, with no events about this person:");
+            for org in none {
+                let _ = writeln!(out, "   {} (OIN {})", org.source.name, org.source.oin);
+            }
+        }
+        let silent: Vec<&AccessOrganisation> = self.silent().collect();
+        if !silent.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nDid not answer (ask again later, or ask them directly):"
+            );
+            for org in silent {
+                let _ = writeln!(
+                    out,
+                    "   {} (OIN {}): {}",
+                    org.source.name, org.source.oin, org.source.reason
+                );
+            }
+        }
+        out
+    }
+}

@@ -649,6 +649,20 @@ async fn play(story: &mut Story, federation: &RunningFederation) -> Result<(), D
             reviewed.item.map(|i| i.reviewed_by).unwrap_or_default()
         ));
     }
+
+    story.step("The mother asks the GGD what was done with her data: subject access (AVG art. 15)");
+    let mut officer = federation.client("ggd", "fg").await?;
+    let report = officer
+        .audit
+        .subject_access(proto::SubjectAccessLocalRequest {
+            subject_bsn: MOTHER.into(),
+            purpose: proto::Purpose::SubjectAccess as i32,
+        })
+        .await
+        .map_err(ClientError::from)?
+        .into_inner();
+    let view = crate::cli_support::AccessView::new(&report).map_err(scenario)?;
+    story.line(view.summary());
     Ok(())
 }
 

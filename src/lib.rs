@@ -16,6 +16,8 @@
 //! - [`signals`]: what a node does with its own signals.
 //! - [`auth`]: principals, bearer tokens and roles.
 //! - [`api`]: the gRPC services; the only place that sees generated proto types.
+//! - [`access`]: subject access (AVG art. 15): every audit event about one person, gathered
+//!   from the federation under purpose subject access.
 //! - [`federation`]: the directory a node holds, pinned peer channels, the outbox deliverer.
 //! - [`tls`]: rustls (ring) configurations and the TLS listener.
 //! - [`directory`]: the authority-signed federation directory: members, pins, the policy.
@@ -28,6 +30,7 @@
 //! - [`cli`]: the command line; nothing imports it.
 //! - [`cli_support`]: rendering for people and signal handling, shared by `cli` and `demo`.
 
+pub mod access;
 pub mod api;
 pub mod audit;
 pub mod auth;

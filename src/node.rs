@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 
 use tokio::sync::Notify;
 
+use crate::access::AccessService;
 use crate::api::{self, AuditApi, Calls, Health, LocalApi, SignalsApi};
 use crate::audit::{NoteSigner, NoteVerifier};
 use crate::cases::CaseService;
@@ -327,7 +328,16 @@ impl RunningNode {
         let api = LocalApi {
             calls: calls.clone(),
             signals: SignalsApi::new(calls.clone(), signals.clone(), notices.subscribe()),
-            audit: AuditApi::new(calls.clone(), signals.clone(), own_key.clone()),
+            audit: AuditApi::new(
+                calls.clone(),
+                signals.clone(),
+                Arc::new(AccessService::new(
+                    ledger.clone(),
+                    signals.clone(),
+                    peers.clone(),
+                )),
+                own_key.clone(),
+            ),
             cases: cases
                 .map(|cases| api::CasesApi::new(calls, cases, signals.clone(), clock.clone())),
             max_message_bytes: config.max_message_bytes,

@@ -12,10 +12,11 @@ use super::convert;
 use super::error::ApiError;
 use super::proto;
 use super::signals::ZeroizeBsns;
+use crate::access::{AccessError, AccessReport, AccessService};
 use crate::audit::verify::{self, Verifier};
 use crate::audit::{NoteVerifier, event, merkle, search};
 use crate::auth::Capability;
-use crate::domain::{Action, EventDraft, Pseudonym, Purpose};
+use crate::domain::{Action, EventDraft, Pseudonym, Purpose, parse_bsn};
 use crate::domain::{BreakGlassItem, Review};
 use crate::ledger::{Ledger, store_hashes};
 use crate::signals::SignalService;
@@ -28,14 +29,59 @@ const CHECKPOINT_PAGE: usize = 1000;
 pub struct AuditApi {
     calls: Calls,
     signals: Arc<SignalService>,
+    access: Arc<AccessService>,
     own_key: NoteVerifier,
 }
 
+impl From<AccessError> for ApiError {
+    fn from(e: AccessError) -> Self {
+        match e {
+            AccessError::Denied(denial) => denial.into(),
+            AccessError::Signal(e) => e.into(),
+            AccessError::Ledger(e) => e.into(),
+            AccessError::Search(e) => e.into(),
+            AccessError::Store(e) => e.into(),
+            AccessError::Recorded(inner) => ApiError::Recorded(Box::new((*inner).into())),
+        }
+    }
+}
+
+fn access_report(report: &AccessReport, transaction_id: String) -> proto::SubjectAccessReport {
+    proto::SubjectAccessReport {
+        events: report.events.iter().map(convert::accessed_event).collect(),
+        sources: report
+            .sources
+            .iter()
+            .map(|s| proto::SubjectAccessSource {
+                oin: s.oin.to_string(),
+                name: s.name.clone(),
+                org_type: s.org_type.map(|t| t.to_string()).unwrap_or_default(),
+                answered: s.answer.is_ok(),
+                reason: s.answer.as_ref().err().cloned().unwrap_or_default(),
+                events: s
+                    .answer
+                    .as_ref()
+                    .map_or(0, |c| u32::try_from(c.events).unwrap_or(u32::MAX)),
+                truncated: s.answer.as_ref().is_ok_and(|c| c.truncated),
+            })
+            .collect(),
+        subject_pseudonym: report.subject.to_string(),
+        generated_at_unix_ms: report.generated_at.0,
+        transaction_id,
+    }
+}
+
 impl AuditApi {
-    pub fn new(calls: Calls, signals: Arc<SignalService>, own_key: NoteVerifier) -> AuditApi {
+    pub fn new(
+        calls: Calls,
+        signals: Arc<SignalService>,
+        access: Arc<AccessService>,
+        own_key: NoteVerifier,
+    ) -> AuditApi {
         AuditApi {
             calls,
             signals,
+            access,
             own_key,
         }
     }
@@ -534,6 +580,39 @@ impl proto::audit_server::Audit for AuditApi {
                 item: Some(self.item(&reviewed)),
                 transaction_id: call.transaction_id(),
             })
+        }
+        .await;
+        self.calls.finish(&call, result).await
+    }
+
+    async fn subject_access(
+        &self,
+        request: Request<proto::SubjectAccessLocalRequest>,
+    ) -> Result<Response<proto::SubjectAccessReport>, Status> {
+        let (metadata, _, mut body) = request.into_parts();
+        let call = self
+            .calls
+            .begin(&metadata, Action::SubjectAccess, Capability::ReviewAudit)
+            .await?;
+        // The purpose first: a request that names none, or another, is refused before the
+        // BSN is even looked at.
+        let parsed = convert::required_purpose("purpose", body.purpose)
+            .and_then(|purpose| {
+                if purpose == Purpose::SubjectAccess {
+                    Ok(())
+                } else {
+                    Err(crate::domain::Invalid::new(
+                        "purpose",
+                        format!("must be subject_access, not {purpose}"),
+                    ))
+                }
+            })
+            .and_then(|()| parse_bsn("subject_bsn", &body.subject_bsn));
+        zeroize::Zeroize::zeroize(&mut body.subject_bsn);
+        let result = async {
+            let bsn = parsed?;
+            let report = self.access.subject_access(&call.caller, bsn).await?;
+            Ok::<_, ApiError>(access_report(&report, call.transaction_id()))
         }
         .await;
         self.calls.finish(&call, result).await

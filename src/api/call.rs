@@ -45,6 +45,7 @@ pub fn purpose_of(action: Action) -> Purpose {
         | Action::AuditBreakGlassQueue
         | Action::AuditBreakGlassReview => Purpose::AuditReview,
         Action::BreakGlass => Purpose::Emergency,
+        Action::SubjectAccess | Action::SubjectAccessFetch => Purpose::SubjectAccess,
         Action::MatchesWatch | Action::MatchesList => Purpose::MatchNotification,
         _ => Purpose::Registration,
     }

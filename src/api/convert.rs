@@ -5,10 +5,10 @@ use super::error::ApiError;
 use super::proto;
 use crate::audit::search::Query;
 use crate::domain::{
-    Action, Actor, ArchiveReason, ArchivedParty, AuditEvent, BreakGlassReason, Bsn, CalendarDate,
-    Category, ContactDetails, ContactPointId, ExpiryReason, IndexNotice, Invalid, LegalBasis,
-    Lookup, MeldcodeStep, MessageId, Oin, Outcome, PrincipalId, Pseudonym, Purpose, Regie,
-    RegisterSignal, RelatedBsn, RelatedPseudonym, Relation, RequestContext, RetractReason,
+    AccessedEvent, Action, Actor, ArchiveReason, ArchivedParty, AuditEvent, BreakGlassReason, Bsn,
+    CalendarDate, Category, ContactDetails, ContactPointId, ExpiryReason, IndexNotice, Invalid,
+    LegalBasis, Lookup, MeldcodeStep, MessageId, Oin, Outcome, PrincipalId, Pseudonym, Purpose,
+    Regie, RegisterSignal, RelatedBsn, RelatedPseudonym, Relation, RequestContext, RetractReason,
     ReviewOutcome, ReviewReason, Ring, Role, Severity, Signal, SignalChange, SignalId,
     TransactionId, UnixMillis, Waakvlam, WithdrawReason, parse_bsn,
 };
@@ -126,6 +126,7 @@ enum_map!(action, action_to_proto, proto::AuditAction, Action, {
     PseudonymEvaluate <=> PseudonymEvaluate,
     PointerArchive <=> PointerArchive, ArchiveExpire <=> ArchiveExpire,
     StoreReencrypted <=> StoreReencrypted,
+    SubjectAccess <=> SubjectAccess, SubjectAccessFetch <=> SubjectAccessFetch,
 });
 enum_map!(outcome, outcome_to_proto, proto::Outcome, Outcome, {
     Success <=> Success, Refused <=> Refused, Failed <=> Failed,
@@ -322,6 +323,75 @@ fn actor(actor: &Actor) -> proto::Actor {
         role: actor.role.map_or(0, |r| role_to_proto(r) as i32),
         organisation_oin: actor.organisation.to_string(),
     }
+}
+
+fn actor_from_proto(field: &str, raw: Option<&proto::Actor>) -> Result<Actor, Invalid> {
+    let raw = raw.ok_or_else(|| Invalid::new(field, "is required"))?;
+    Ok(Actor {
+        user: PrincipalId::parse(&raw.user)
+            .map_err(|e| Invalid::new(format!("{field}.user"), e))?,
+        role: match raw.role {
+            0 => None,
+            r => Some(enum_value(&format!("{field}.role"), r, role)?),
+        },
+        organisation: oin(&format!("{field}.organisation_oin"), &raw.organisation_oin)?,
+    })
+}
+
+/// An event as subject access discloses it.
+pub fn accessed_event(event: &AccessedEvent) -> proto::SubjectAccessEvent {
+    proto::SubjectAccessEvent {
+        recorded_by_oin: event.recorded_by.to_string(),
+        index: event.index,
+        time_unix_ms: event.time.0,
+        transaction_id: event.transaction.to_string(),
+        actor: Some(actor(&event.actor)),
+        on_behalf_of: event.on_behalf_of.as_ref().map(actor),
+        action: action_to_proto(event.action) as i32,
+        purpose: event.purpose.map_or(0, |p| purpose_to_proto(p) as i32),
+        legal_basis: event
+            .legal_basis
+            .map_or(0, |b| legal_basis_to_proto(b) as i32),
+        outcome: outcome_to_proto(event.outcome) as i32,
+        counterpart_oin: event.counterpart.map(|o| o.to_string()).unwrap_or_default(),
+        emergency: event.emergency,
+    }
+}
+
+/// A peer's answer to subject access, checked field by field (`events[i].field`).
+pub fn accessed_event_from_proto(
+    i: usize,
+    raw: &proto::SubjectAccessEvent,
+) -> Result<AccessedEvent, Invalid> {
+    let field = |name: &str| format!("events[{i}].{name}");
+    Ok(AccessedEvent {
+        recorded_by: oin(&field("recorded_by_oin"), &raw.recorded_by_oin)?,
+        index: raw.index,
+        time: UnixMillis(raw.time_unix_ms),
+        transaction: TransactionId::parse(&raw.transaction_id)
+            .map_err(|e| Invalid::new(field("transaction_id"), e))?,
+        actor: actor_from_proto(&field("actor"), raw.actor.as_ref())?,
+        on_behalf_of: raw
+            .on_behalf_of
+            .as_ref()
+            .map(|a| actor_from_proto(&field("on_behalf_of"), Some(a)))
+            .transpose()?,
+        action: enum_value(&field("action"), raw.action, action)?,
+        purpose: match raw.purpose {
+            0 => None,
+            p => Some(enum_value(&field("purpose"), p, purpose)?),
+        },
+        legal_basis: match raw.legal_basis {
+            0 => None,
+            b => Some(enum_value(&field("legal_basis"), b, legal_basis)?),
+        },
+        outcome: enum_value(&field("outcome"), raw.outcome, outcome)?,
+        counterpart: match raw.counterpart_oin.as_str() {
+            "" => None,
+            text => Some(oin(&field("counterpart_oin"), text)?),
+        },
+        emergency: raw.emergency,
+    })
 }
 
 pub fn audit_event(event: &AuditEvent, canonical: Vec<u8>) -> proto::AuditEvent {

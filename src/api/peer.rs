@@ -46,6 +46,11 @@ impl From<ServeError> for ApiError {
             ServeError::Denied(denial) => denial.into(),
             ServeError::NotTheIndex => ApiError::Policy(e.to_string()),
             ServeError::NotVeiligThuis(_) => ApiError::FailedPrecondition(e.to_string()),
+            ServeError::NotSubjectAccess(purpose) => ApiError::invalid(
+                "context.purpose",
+                format!("subject access is asked for purpose subject_access only, not {purpose}"),
+            ),
+            ServeError::Search(e) => e.into(),
             ServeError::Ledger(e) => e.into(),
             ServeError::Store(e) => e.into(),
         }
@@ -181,6 +186,40 @@ impl proto::federation_server::Federation for FederationApi {
     ) -> Result<Response<proto::DirectoryResponse>, Status> {
         Ok(Response::new(proto::DirectoryResponse {
             signed_directory: self.federation.directory_note().to_string(),
+        }))
+    }
+
+    async fn subject_access(
+        &self,
+        request: Request<proto::SubjectAccessRequest>,
+    ) -> Result<Response<proto::SubjectAccessResponse>, Status> {
+        let from = peer(&request)?;
+        let transaction = transaction_of(&request);
+        let raw = request.get_ref();
+        let parsed = convert::request_context(raw.context.as_ref())
+            .and_then(|context| Ok((context, convert::pseudonym_bytes("subject", &raw.subject)?)));
+        let (context, subject) = match parsed {
+            Ok(parsed) => parsed,
+            Err(invalid) => {
+                return Err(self
+                    .refusals
+                    .refuse(
+                        &from,
+                        transaction,
+                        Action::SubjectAccessFetch,
+                        invalid.into(),
+                    )
+                    .await);
+            }
+        };
+        let answer = self
+            .handler
+            .subject_access(&from, context, subject)
+            .await
+            .map_err(|e| Status::from(ApiError::from(e)))?;
+        Ok(Response::new(proto::SubjectAccessResponse {
+            events: answer.events.iter().map(convert::accessed_event).collect(),
+            truncated: answer.truncated,
         }))
     }
 }

@@ -17,7 +17,7 @@ use crate::domain::{
     IndexNotice, Lookup, Oin, OutboxBody, OutboxMessage, Pseudonym, Regie, RequestContext,
     SignalId, TransactionId, Waakvlam,
 };
-use crate::federation::{Federation, PeerError, Peers};
+use crate::federation::{AccessAnswer, Federation, PeerError, Peers};
 use crate::policy::DisclosedSignal;
 
 #[derive(Debug, Clone)]
@@ -332,6 +332,41 @@ impl Peers for GrpcPeers {
             .map_err(|status| peer_error(service, status))?
             .into_inner();
         Ok(answer.evaluated)
+    }
+
+    async fn subject_access(
+        &self,
+        to: &Oin,
+        ctx: &RequestContext,
+        subject: Pseudonym,
+    ) -> Result<AccessAnswer, PeerError> {
+        let channel = self.channel(to).await?;
+        let answer = FederationClient::new(channel)
+            .subject_access(request(
+                proto::SubjectAccessRequest {
+                    context: Some(context(ctx)),
+                    subject: subject.0.to_vec(),
+                },
+                &ctx.transaction,
+            ))
+            .await
+            .map_err(|status| peer_error(to, status))?
+            .into_inner();
+        let events = answer
+            .events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| convert::accessed_event_from_proto(i, e))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| PeerError::Refused {
+                oin: *to,
+                code: "invalid_argument".into(),
+                message: format!("the node's answer: {e}"),
+            })?;
+        Ok(AccessAnswer {
+            events,
+            truncated: answer.truncated,
+        })
     }
 
     async fn directory(&self, from: &Oin) -> Result<String, PeerError> {

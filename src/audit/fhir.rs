@@ -96,6 +96,11 @@
 //! | `waakvlam.start` | any | AET#rest | RI#create | C | PatientCreate / Create |
 //! | `waakvlam.list` | any | AET#rest | RI#search | E | PatientQuery / Query |
 //! | `pseudonym.evaluate` | any | AET#rest | RI#operation | E | — |
+//! | `pointer.archive` | any | AET#rest | RI#create | C | PatientCreate / Create |
+//! | `archive.expire` | any | AET#rest | RI#delete | D | PatientDelete / Delete |
+//! | `audit.subject_access` | any | AET#rest | RI#search | E | PatientQuery / Query |
+//! | `audit.subject_access_fetch` | source | DCM#110106 Export | LC#disclose | R | PrivacyDisclosure.Source |
+//! | `audit.subject_access_fetch` | recipient | DCM#110107 Import | LC#disclose | C | PrivacyDisclosure.Recipient |
 //!
 //! One rule overrides the table: a refusal whose reason starts with `unauthenticated` (no or
 //! an unknown bearer token) is a failed login, DCM#110114 User Authentication with subtype
@@ -256,7 +261,8 @@ pub fn kind(action: Action) -> Kind {
         | Action::MatchesWatch
         | Action::MatchesList
         | Action::MeldingenList
-        | Action::WaakvlamList => Kind::Rest(Search),
+        | Action::WaakvlamList
+        | Action::SubjectAccess => Kind::Rest(Search),
         Action::AuditCheckpoint | Action::AuditProof => Kind::Rest(Read),
         Action::AuditVerify | Action::PseudonymEvaluate => Kind::Rest(Operation),
         Action::AuditExport => Kind::LogExport,
@@ -267,6 +273,7 @@ pub fn kind(action: Action) -> Kind {
         | Action::MeldingReceive => Kind::Disclosure(Flow::Push),
         Action::PointerLookup
         | Action::SignalsFetch
+        | Action::SubjectAccessFetch
         | Action::LinkedSignals
         | Action::BreakGlass => Kind::Disclosure(Flow::Pull),
     }

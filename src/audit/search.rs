@@ -120,3 +120,34 @@ pub fn search(store: &dyn Store, size: u64, query: &Query) -> Result<Page, Searc
     }
     Ok(Page { events, next: None })
 }
+
+/// The events in `0..size` about any of `subjects` (a person's pseudonyms as this node may
+/// have recorded them), in index order, at most `limit`; `true` with them when there were
+/// more. Uses the subject index, so the cost follows the person's events, not the log.
+pub fn about(
+    store: &dyn Store,
+    size: u64,
+    subjects: &[Pseudonym],
+    limit: usize,
+) -> Result<(Vec<AuditEvent>, bool), SearchError> {
+    let mut indices = std::collections::BTreeSet::new();
+    for subject in subjects {
+        for index in store.audit_events_about(subject, 0) {
+            let index = index?;
+            if index >= size {
+                break;
+            }
+            indices.insert(index);
+        }
+    }
+    let truncated = indices.len() > limit;
+    let mut events = Vec::with_capacity(indices.len().min(limit));
+    for index in indices.into_iter().take(limit) {
+        let (event, _) = read(store, index)?;
+        // The subject index is a convenience; the event itself must name the person.
+        if subjects.iter().any(|s| event.subjects.contains(s)) {
+            events.push(event);
+        }
+    }
+    Ok((events, truncated))
+}

@@ -1,7 +1,9 @@
 //! `kring audit`: a privacy officer's tools. `verify` trusts only the pinned verifier key and
 //! checkpoints saved before, whether it reads a store or a node over the API. `break-glass`
-//! and `review` work the review queue of emergency disclosures; `reconcile` compares the logs
-//! of several nodes and names every exchange on record at one end only.
+//! and `review` work the review queue of emergency disclosures; `subject-access` gathers every
+//! event about one person from the whole federation for an access request (AVG art. 15);
+//! `reconcile` compares the logs of several nodes and names every exchange on record at one
+//! end only.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -15,7 +17,7 @@ use crate::api::client::{prove_event, prove_extends, verify_remote};
 use crate::api::convert;
 use crate::api::proto;
 use crate::audit::{NoteVerifier, Verifier, checkpoint, fhir, verify};
-use crate::cli_support::{render_event, render_reconciliation, render_report};
+use crate::cli_support::{AccessView, render_event, render_reconciliation, render_report};
 use crate::domain::{Action, Oin, Outcome, Purpose, ReviewOutcome, ReviewReason, UnixMillis};
 use crate::store::{SledStore, StoreError, StoreOptions, crypt};
 
@@ -65,9 +67,40 @@ pub enum AuditCommand {
     },
     /// Records the review of a break-glass disclosure.
     Review(ReviewArgs),
+    /// Subject access (AVG art. 15): every audit event about one person across the
+    /// federation, as a report by organisation or as JSON.
+    SubjectAccess(SubjectAccessArgs),
     /// Compares the audit logs of two or more running nodes and reports every exchange that
     /// one node recorded with another and the other did not. Exits 2 when any is found.
     Reconcile(ReconcileArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+The node pseudonymises the BSN and asks every member of the federation for its audit events
+about the person under purpose subject_access; the BSN itself never leaves the node. The report
+shows, per organisation and in time order, who (principal, role, organisation) did what, when
+(Amsterdam time and RFC 3339), for which purpose on which legal basis, and whether it was a
+break-glass access; then the organisations that did not answer. Exits 2 when any did not.
+
+Example:
+  echo 111222333 | kring audit subject-access --ca pki/ca.crt --bsn - --format text")]
+pub struct SubjectAccessArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// The person's BSN, or - to read it from standard input (keeps it out of shell history).
+    #[arg(long)]
+    bsn: String,
+    #[arg(long, value_enum, default_value_t = AccessFormat::Text)]
+    format: AccessFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AccessFormat {
+    /// A readable report, grouped by organisation.
+    Text,
+    /// One JSON document.
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -408,6 +441,28 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
             match response.item {
                 Some(item) => println!("{}", super::render::break_glass_item(&item)),
                 None => anyhow::bail!("the node answered without the reviewed item"),
+            }
+        }
+        AuditCommand::SubjectAccess(args) => {
+            let mut client = args.connection.connect().await?;
+            let report = client
+                .audit
+                .subject_access(proto::SubjectAccessLocalRequest {
+                    subject_bsn: bsn_arg(args.bsn)?,
+                    purpose: proto::Purpose::SubjectAccess as i32,
+                })
+                .await?
+                .into_inner();
+            let view =
+                AccessView::new(&report).map_err(|e| anyhow::anyhow!("the node's report: {e}"))?;
+            match args.format {
+                AccessFormat::Text => print!("{}", view.render()),
+                AccessFormat::Json => {
+                    println!("{}", serde_json::to_string_pretty(&view.to_json())?);
+                }
+            }
+            if report.sources.iter().any(|s| !s.answered) {
+                return Ok(ExitCode::from(2));
             }
         }
         AuditCommand::Reconcile(args) => return reconcile(args).await,

@@ -58,6 +58,10 @@ closed_enum! {
         /// Re-encryption after a data key rotation finished: no stored value needs the
         /// retired keys.
         StoreReencrypted = "store.reencrypted",
+        /// A privacy officer's subject access request (AVG art. 15) as a whole.
+        SubjectAccess = "audit.subject_access",
+        /// One node's events about a person for subject access, recorded at both ends.
+        SubjectAccessFetch = "audit.subject_access_fetch",
     }
 }
 
@@ -217,4 +221,60 @@ pub struct AuditEvent {
     pub counterpart: Option<Oin>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub object: Option<String>,
+}
+
+/// An audit event as subject access discloses it (AVG art. 15, NEN 7513's client view): who,
+/// from which organisation and in which role, did what, when, for which purpose and on which
+/// legal basis, with which outcome, with which counterpart, in an emergency or not.
+///
+/// It has no field for persons, reasons or objects: an event may name several persons (a
+/// household) and its reason or object may say something about them, so none of that is
+/// disclosed to the person asking about one of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessedEvent {
+    /// The organisation whose log holds the event.
+    pub recorded_by: Oin,
+    pub index: u64,
+    pub time: UnixMillis,
+    pub transaction: TransactionId,
+    pub actor: Actor,
+    pub on_behalf_of: Option<Actor>,
+    pub action: Action,
+    pub purpose: Option<Purpose>,
+    pub legal_basis: Option<LegalBasis>,
+    pub outcome: Outcome,
+    pub counterpart: Option<Oin>,
+    pub emergency: bool,
+}
+
+impl AccessedEvent {
+    /// What subject access shows of `event`, recorded in `recorded_by`'s log.
+    pub fn of(recorded_by: Oin, event: &AuditEvent) -> AccessedEvent {
+        AccessedEvent {
+            recorded_by,
+            index: event.index,
+            time: event.time,
+            transaction: event.transaction,
+            actor: event.actor.clone(),
+            on_behalf_of: event.on_behalf_of.clone(),
+            action: event.action,
+            purpose: event.purpose,
+            legal_basis: event.legal_basis,
+            outcome: event.outcome,
+            counterpart: event.counterpart,
+            emergency: event.emergency(),
+        }
+    }
+
+    /// The professional behind the event: the one a serving node acted for, else the actor.
+    pub fn who(&self) -> &Actor {
+        self.on_behalf_of.as_ref().unwrap_or(&self.actor)
+    }
+}
+
+impl AuditEvent {
+    /// Whether the event is part of a break-glass (emergency) access.
+    pub fn emergency(&self) -> bool {
+        self.purpose == Some(Purpose::Emergency) || self.action == Action::BreakGlass
+    }
 }

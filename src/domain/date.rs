@@ -86,6 +86,35 @@ fn last_sunday(year: i32, month: Month) -> Date {
 }
 
 impl UnixMillis {
+    /// The moment as a wall clock in Europe/Amsterdam, for people reading a report:
+    /// `2026-11-28 20:15:03 CET` (CEST in summer time, from 01:00 UTC on the last Sunday of
+    /// March to 01:00 UTC on the last Sunday of October, as in the whole EU).
+    pub fn amsterdam(self) -> String {
+        let Ok(at) = OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000)
+        else {
+            return self.rfc3339();
+        };
+        let year = at.year();
+        let switch = |month| {
+            last_sunday(year, month)
+                .with_hms(1, 0, 0)
+                .expect("01:00 exists")
+                .assume_utc()
+        };
+        let summer = switch(Month::March) <= at && at < switch(Month::October);
+        let (hours, zone) = if summer { (2, "CEST") } else { (1, "CET") };
+        let local = at.to_offset(time::UtcOffset::from_hms(hours, 0, 0).expect("a valid offset"));
+        format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} {zone}",
+            local.year(),
+            u8::from(local.month()),
+            local.day(),
+            local.hour(),
+            local.minute(),
+            local.second()
+        )
+    }
+
     /// The same moment `years` calendar years later (UTC); 29 February becomes 1 March in a
     /// year without it. Beyond what a calendar date can hold, the far end of time.
     pub fn plus_years(self, years: i32) -> UnixMillis {
@@ -125,6 +154,25 @@ mod tests {
 
     fn rfc3339(t: UnixMillis) -> String {
         t.rfc3339()
+    }
+
+    #[test]
+    fn amsterdam_time_follows_summer_time() {
+        // 2026: summer time from 29 March 01:00 UTC to 25 October 01:00 UTC.
+        let at = |month: u8, day: u8, hour: u8, minute: u8, second: u8| {
+            let t = Date::from_calendar_date(2026, Month::try_from(month).unwrap(), day)
+                .unwrap()
+                .with_hms(hour, minute, second)
+                .unwrap()
+                .assume_utc();
+            UnixMillis(t.unix_timestamp() * 1000).amsterdam()
+        };
+        assert_eq!(at(11, 28, 19, 15, 3), "2026-11-28 20:15:03 CET");
+        assert_eq!(at(7, 1, 10, 0, 0), "2026-07-01 12:00:00 CEST");
+        assert_eq!(at(3, 29, 0, 59, 59), "2026-03-29 01:59:59 CET");
+        assert_eq!(at(3, 29, 1, 0, 0), "2026-03-29 03:00:00 CEST");
+        assert_eq!(at(10, 25, 0, 59, 59), "2026-10-25 02:59:59 CEST");
+        assert_eq!(at(10, 25, 1, 0, 0), "2026-10-25 02:00:00 CET");
     }
 
     #[test]

@@ -13,7 +13,7 @@ mod outbox;
 mod purpose;
 mod signal;
 
-pub use audit::{Action, Actor, AuditEvent, EventDraft, Outcome};
+pub use audit::{AccessedEvent, Action, Actor, AuditEvent, EventDraft, Outcome};
 pub use bsn::{Bsn, BsnError};
 pub use date::{CalendarDate, DateError};
 pub use federation::{

@@ -21,7 +21,8 @@ use async_trait::async_trait;
 use crate::config::FederationSettings;
 use crate::directory::{Accepted, Directory, DirectoryError, DirectoryState, Member};
 use crate::domain::{
-    Lookup, Oin, OutboxMessage, Pseudonym, Regie, RequestContext, SignalId, UnixMillis, Waakvlam,
+    AccessedEvent, Lookup, Oin, OutboxMessage, Pseudonym, Regie, RequestContext, SignalId,
+    UnixMillis, Waakvlam,
 };
 use crate::policy::DisclosedSignal;
 use crate::tls::{self, Connect};
@@ -59,6 +60,15 @@ impl PeerError {
             PeerError::Unavailable { oin, .. } | PeerError::Refused { oin, .. } => *oin,
         }
     }
+}
+
+/// A node's answer to a subject access request: its events about the person, stripped to what
+/// subject access discloses.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AccessAnswer {
+    pub events: Vec<AccessedEvent>,
+    /// The node had more events than one answer holds.
+    pub truncated: bool,
 }
 
 /// What a node can ask of its peers.
@@ -111,6 +121,14 @@ pub trait Peers: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<Vec<u8>>, PeerError>;
     /// The signed directory a peer holds.
     async fn directory(&self, from: &Oin) -> Result<String, PeerError>;
+    /// A peer's audit events about one person, for a privacy officer's subject access. The
+    /// person travels as its federation pseudonym: the signature has no room for a BSN.
+    async fn subject_access(
+        &self,
+        to: &Oin,
+        context: &RequestContext,
+        subject: Pseudonym,
+    ) -> Result<AccessAnswer, PeerError>;
 }
 
 /// The node's view of the federation.

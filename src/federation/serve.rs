@@ -8,13 +8,14 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use crate::audit::search;
 use crate::directory::{Member, NodeRole};
 use crate::domain::{
-    Action, Actor, BreakGlassItem, ContactDetails, ContactPointId, EventDraft, IndexNotice,
-    LegalBasis, MessageId, Notice, OrgType, PrincipalId, Pseudonym, Purpose, ReceivedMelding,
-    RequestContext, Role, SignalId, TransactionId,
+    AccessedEvent, Action, Actor, BreakGlassItem, ContactDetails, ContactPointId, EventDraft,
+    IndexNotice, LegalBasis, MessageId, Notice, OrgType, PrincipalId, Pseudonym, Purpose,
+    ReceivedMelding, RequestContext, Role, SignalId, TransactionId,
 };
-use crate::federation::Federation;
+use crate::federation::{AccessAnswer, Federation};
 use crate::ledger::{Ledger, LedgerError};
 use crate::policy::{self, Denial, DisclosedSignal};
 use crate::pseudonym::LocalPseudonyms;
@@ -28,6 +29,10 @@ pub enum ServeError {
     NotTheIndex,
     #[error("meldingen go to veilig thuis; this organisation is a {0}")]
     NotVeiligThuis(OrgType),
+    #[error("context.purpose: subject access is asked for purpose subject_access only, not {0}")]
+    NotSubjectAccess(Purpose),
+    #[error("audit log: {0}")]
+    Search(#[from] crate::audit::search::SearchError),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
     #[error(transparent)]
@@ -341,6 +346,88 @@ impl PeerHandler {
                 Ok(disclosed)
             })
             .await?
+    }
+}
+
+/// The most events one subject access answer carries (about 200 bytes each on the wire, well
+/// under the peer listener's message limit).
+pub const MAX_ACCESS_EVENTS: usize = 5_000;
+
+impl PeerHandler {
+    /// Subject access: this node's audit events about the person named by its federation
+    /// pseudonym, for a privacy officer of another member. The purpose must be subject access
+    /// and the policy must allow the requester's organisation type and the officer's role;
+    /// a refusal is audited like the disclosure. Events are searched under both the node's
+    /// own pseudonym of the person (organisations) and the federation pseudonym (the index
+    /// records those), and leave the node without persons, reasons or objects.
+    pub async fn subject_access(
+        &self,
+        from: &Member,
+        context: RequestContext,
+        subject: Pseudonym,
+    ) -> Result<AccessAnswer, ServeError> {
+        let requester = from.oin;
+        let local = self.local.local(&subject);
+        let draft = EventDraft::new(
+            context.transaction,
+            self.actor(),
+            Action::SubjectAccessFetch,
+        )
+        .counterpart(requester)
+        .on_behalf_of(Actor {
+            user: context.user.clone(),
+            role: context.role,
+            organisation: requester,
+        })
+        .subjects([local]);
+        let decision = if context.purpose == Purpose::SubjectAccess {
+            let directory = self.federation.directory();
+            policy::authorise(
+                &directory,
+                &requester,
+                Purpose::SubjectAccess,
+                context.role.unwrap_or(Role::Signaler),
+                None,
+            )
+            .map(|rule| rule.legal_basis)
+            .map_err(ServeError::from)
+        } else {
+            Err(ServeError::NotSubjectAccess(context.purpose))
+        };
+        let basis = match decision {
+            Ok(basis) => basis,
+            Err(e) => {
+                let code = match e {
+                    ServeError::NotSubjectAccess(_) => "invalid_argument",
+                    _ => "permission_denied",
+                };
+                let refused = draft
+                    .purpose(context.purpose, context.purpose.local_legal_basis())
+                    .refused(format!("{code}: {e}"));
+                self.ledger.commit(move |txn| txn.audit(refused)).await?;
+                return Err(e);
+            }
+        };
+        let store = self.ledger.store().clone();
+        let size = store.audit_size()?;
+        let me = self.federation.me();
+        let (events, truncated) = tokio::task::spawn_blocking(move || {
+            search::about(store.as_ref(), size, &[local, subject], MAX_ACCESS_EVENTS)
+        })
+        .await
+        .map_err(|e| ServeError::Search(search::SearchError::Unreadable(0, e.to_string())))??;
+        let answer = AccessAnswer {
+            events: events.iter().map(|e| AccessedEvent::of(me, e)).collect(),
+            truncated,
+        };
+        let mut disclosed = draft
+            .purpose(Purpose::SubjectAccess, basis)
+            .object(format!("events:{}", answer.events.len()));
+        if truncated {
+            disclosed = disclosed.reason(format!("truncated at {MAX_ACCESS_EVENTS} events"));
+        }
+        self.ledger.commit(move |txn| txn.audit(disclosed)).await?;
+        Ok(answer)
     }
 }
 

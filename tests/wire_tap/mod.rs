@@ -9,8 +9,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use kring::clock::{SharedClock, SystemClock};
+use kring::demo::DemoError;
 use kring::devnet::{DevMember, RunningFederation};
 use kring::directory::Directory;
+use kring::node::NodeError;
 use kring::tls::{ClientAuth, TlsIdentity};
 use rustls_pki_types::{CertificateDer, ServerName};
 use tempfile::TempDir;
@@ -44,7 +46,28 @@ impl Capture {
 
 /// Starts a federation of `members` on the system clock whose peer traffic all goes through
 /// tapping relays.
+///
+/// A start that fails on a port taken meanwhile (by a connection elsewhere in the process that
+/// got it as its local port) is planned again on other ports, as `common_federation::start`
+/// does.
 pub async fn start_tapped(members: &[DevMember]) -> (TempDir, RunningFederation, Capture) {
+    for _ in 0..5 {
+        match try_start_tapped(members).await {
+            Ok(started) => return started,
+            Err(DemoError::Node(NodeError::Listen { error, .. }))
+                if error.kind() == std::io::ErrorKind::AddrInUse =>
+            {
+                continue;
+            }
+            Err(e) => panic!("the tapped federation starts: {e}"),
+        }
+    }
+    panic!("no free ports for a tapped federation in five plans");
+}
+
+async fn try_start_tapped(
+    members: &[DevMember],
+) -> Result<(TempDir, RunningFederation, Capture), DemoError> {
     let clock: SharedClock = Arc::new(SystemClock);
     let capture = Capture::default();
     let dir = base_dir();
@@ -99,11 +122,8 @@ pub async fn start_tapped(members: &[DevMember]) -> (TempDir, RunningFederation,
         .directory_file
         .clone();
     std::fs::write(file, note).expect("the directory file is written");
-    let federation = planned
-        .start(clock)
-        .await
-        .expect("the tapped federation starts");
-    (dir, federation, capture)
+    let federation = planned.start(clock).await?;
+    Ok((dir, federation, capture))
 }
 
 async fn relay(
