@@ -96,8 +96,6 @@
 //! | `waakvlam.start` | any | AET#rest | RI#create | C | PatientCreate / Create |
 //! | `waakvlam.list` | any | AET#rest | RI#search | E | PatientQuery / Query |
 //! | `pseudonym.evaluate` | any | AET#rest | RI#operation | E | — |
-//! | `pointer.archive` | any | AET#rest | RI#create | C | PatientCreate / Create |
-//! | `archive.expire` | any | AET#rest | RI#delete | D | PatientDelete / Delete |
 //! | `audit.subject_access` | any | AET#rest | RI#search | E | PatientQuery / Query |
 //! | `audit.subject_access_fetch` | source | DCM#110106 Export | LC#disclose | R | PrivacyDisclosure.Source |
 //! | `audit.subject_access_fetch` | recipient | DCM#110107 Import | LC#disclose | C | PrivacyDisclosure.Recipient |
