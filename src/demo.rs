@@ -140,6 +140,7 @@ pub fn dev_node_with(
         },
         signal_retention_millis: i64::from(crate::config::DEFAULT_RETENTION_DAYS) * UnixMillis::DAY,
         sweep_every: Duration::from_secs(60),
+        witness_every: Duration::from_secs(crate::config::DEFAULT_WITNESS_SECS),
         // In the clear, as a configuration without `data_keys`; `devnet` seals its nodes'.
         store: StoreOptions {
             cache_bytes: 16 * 1024 * 1024,

@@ -11,6 +11,7 @@
 
 pub mod outbox;
 pub mod serve;
+pub mod witness;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -111,6 +112,16 @@ pub trait Peers: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<Vec<u8>>, PeerError>;
     /// The signed directory a peer holds.
     async fn directory(&self, from: &Oin) -> Result<String, PeerError>;
+    /// Pushes this node's signed checkpoint to `witness` with a consistency proof from
+    /// `old_size`; returns the witness's cosignature line.
+    async fn add_checkpoint(
+        &self,
+        witness: &Oin,
+        transaction: &crate::domain::TransactionId,
+        old_size: u64,
+        proof: &[crate::audit::Hash32],
+        checkpoint: &str,
+    ) -> Result<String, PeerError>;
 }
 
 /// The node's view of the federation.
