@@ -408,6 +408,7 @@ async fn bad_pushes_get_a_precise_status_change_nothing_and_are_audited() {
         .checkpoint
         .unwrap();
     assert!(grown.size > head.size);
+    let grown_note = grown.note.clone();
     let (_, request) = push(0, Vec::new(), grown.note);
     refused(
         ggd.add_checkpoint(request).await,
@@ -417,6 +418,73 @@ async fn bad_pushes_get_a_precise_status_change_nothing_and_are_audited() {
             head.size
         ),
     );
+
+    // Fork alerts that are not: each refused naming the field or rule, none kept.
+    let mut deliver =
+        FederationClient::new(peer_channel(&federation, "ggd", &school_identity).await);
+    let alert = |witness: &str, log: &str, kind: proto::ForkKind, seen: &str, presented: &str| {
+        proto::DeliverRequest {
+            message_id: kring::domain::MessageId::new().to_string(),
+            transaction_id: new_transaction(),
+            body: Some(proto::deliver_request::Body::ForkAlert(proto::Fork {
+                id: kring::domain::MessageId::new().to_string(),
+                log_oin: log.to_owned(),
+                witness_oin: witness.to_owned(),
+                kind: kind as i32,
+                detected_at_unix_ms: 0,
+                seen_checkpoint: seen.to_owned(),
+                presented_checkpoint: presented.to_owned(),
+            })),
+        }
+    };
+    let rollback = proto::ForkKind::Rollback;
+    refused(
+        deliver
+            .deliver(alert(INDEX, SCHOOL, rollback, &grown_note, &head.note))
+            .await,
+        Code::PermissionDenied,
+        "fork_alert.witness_oin",
+    );
+    refused(
+        deliver
+            .deliver(alert(SCHOOL, INDEX, rollback, &grown_note, &head.note))
+            .await,
+        Code::InvalidArgument,
+        "fork_alert.seen_checkpoint",
+    );
+    refused(
+        deliver
+            .deliver(alert(
+                SCHOOL,
+                SCHOOL,
+                proto::ForkKind::Equivocation,
+                &head.note,
+                &head.note,
+            ))
+            .await,
+        Code::InvalidArgument,
+        "fork_alert.kind",
+    );
+    refused(
+        deliver
+            .deliver(alert(
+                SCHOOL,
+                SCHOOL,
+                proto::ForkKind::Unspecified,
+                &head.note,
+                &head.note,
+            ))
+            .await,
+        Code::InvalidArgument,
+        "fork_alert.kind",
+    );
+    assert!(forks(&federation, "ggd").await.is_empty());
+    let refusals: Vec<_> = events(&federation, "ggd", proto::AuditAction::ForkAlertReceive)
+        .await
+        .into_iter()
+        .filter(|e| e.outcome == proto::Outcome::Refused as i32)
+        .collect();
+    assert_eq!(refusals.len(), 4, "{refusals:#?}");
     federation.shutdown().await.unwrap();
 }
 

@@ -731,8 +731,12 @@ pub fn fork_from_proto(at: &str, raw: &proto::Fork) -> Result<crate::domain::For
         if text.is_empty() {
             return Err(Invalid::new(field(name), "is required"));
         }
-        if text.len() > 4096 {
-            return Err(Invalid::new(field(name), "is longer than 4096 bytes"));
+        let limit = crate::federation::witness::MAX_CHECKPOINT_BYTES;
+        if text.len() > limit {
+            return Err(Invalid::new(
+                field(name),
+                format!("is longer than {limit} bytes"),
+            ));
         }
         Ok(text.to_owned())
     };

@@ -15,7 +15,7 @@ use crate::clock::SharedClock;
 use crate::directory::Member;
 use crate::domain::{Action, Actor, EventDraft, PrincipalId, TransactionId};
 use crate::federation::serve::{PeerHandler, ServeError};
-use crate::federation::witness::{MAX_PROOF_HASHES, Witness, WitnessError};
+use crate::federation::witness::{MAX_CHECKPOINT_BYTES, MAX_PROOF_HASHES, Witness, WitnessError};
 use crate::federation::{Federation, PeerError};
 use crate::index::IndexService;
 use crate::ledger::Ledger;
@@ -143,9 +143,13 @@ impl proto::federation_server::Federation for FederationApi {
         let (message, transaction, delivery) = match convert::delivery(request.get_ref()) {
             Ok(parsed) => parsed,
             Err(invalid) => {
+                let action = match request.get_ref().body {
+                    Some(proto::deliver_request::Body::ForkAlert(_)) => Action::ForkAlertReceive,
+                    _ => Action::NoticeReceive,
+                };
                 return Err(self
                     .refusals
-                    .refuse(&from, transaction, Action::NoticeReceive, invalid.into())
+                    .refuse(&from, transaction, action, invalid.into())
                     .await);
             }
         };
@@ -604,6 +608,12 @@ impl proto::witness_server::Witness for WitnessApi {
             }
             if raw.checkpoint.is_empty() {
                 return Err(ApiError::invalid("checkpoint", "is required"));
+            }
+            if raw.checkpoint.len() > MAX_CHECKPOINT_BYTES {
+                return Err(ApiError::invalid(
+                    "checkpoint",
+                    format!("is longer than {MAX_CHECKPOINT_BYTES} bytes"),
+                ));
             }
             Ok(proof)
         })();

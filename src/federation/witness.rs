@@ -36,6 +36,9 @@ use crate::store::{Change, StoreError};
 
 /// The longest consistency proof accepted: a tree of 2^63 leaves needs fewer hashes.
 pub const MAX_PROOF_HASHES: usize = 128;
+/// The longest checkpoint note accepted (a kring checkpoint is about 200 bytes; a fork
+/// alert carries two, and fork records are kept in the store).
+pub const MAX_CHECKPOINT_BYTES: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WitnessError {
