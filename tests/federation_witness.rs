@@ -165,6 +165,29 @@ async fn cosignatures_are_collected_on_schedule_and_verify_offline() {
     .unwrap();
     assert_eq!(checked.checkpoint.size, response.tree_size);
 
+    // And with the command itself, as a privacy officer runs it on a saved file.
+    let saved = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(saved.path(), &response.cosigned_note).unwrap();
+    let kring_verify = |file: &std::path::Path, witnesses: &[String]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_kring"));
+        command
+            .args(["audit", "verify", "--checkpoint"])
+            .arg(file)
+            .args(["--log-key", &log_key]);
+        for key in witnesses {
+            command.args(["--witness-key", key]);
+        }
+        command.output().expect("kring runs")
+    };
+    let output = kring_verify(saved.path(), &witnesses);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("3 of 3 witness(es) cosigned"), "{stdout}");
+
     // A forged cosignature: the witness's line with one byte of its signature changed.
     let line = response
         .cosigned_note
@@ -186,6 +209,17 @@ async fn cosignatures_are_collected_on_schedule_and_verify_offline() {
             "the cosignature by kring.nl/audit/{GGD} does not verify"
         )),
         "{problem}"
+    );
+    let forged_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(forged_file.path(), &forged).unwrap();
+    let output = kring_verify(forged_file.path(), &witnesses);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(output.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "FAILED: the cosignature by kring.nl/audit/{GGD} does not verify"
+        )),
+        "{stdout}"
     );
 
     // A wrong witness key under the GGD's name: its cosignature is not there for that key.
