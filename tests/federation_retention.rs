@@ -35,9 +35,12 @@ fn fast_sweeps(node: &mut PlannedNode) {
 
 /// The instant `year-month-day hour:00` UTC.
 fn utc(year: i32, month: u8, day: u8, hour: u8) -> i64 {
-    let date =
-        time::Date::from_calendar_date(year, time::Month::try_from(month).expect("a month"), day)
-            .expect("a day");
+    let date = time::Date::from_calendar_date(
+        year,
+        time::Month::try_from(month).expect("a month"),
+        day,
+    )
+    .expect("a day");
     let at = date
         .with_hms(hour, 0, 0)
         .expect("an hour")
@@ -144,9 +147,7 @@ async fn removed_at_index(
     eventually("the index removes the pointer", || async {
         let mut removed = index_events(federation, AuditAction::PointerExpire, signal).await;
         removed.extend(index_events(federation, AuditAction::PointerRetract, signal).await);
-        removed
-            .into_iter()
-            .find(|e| !e.reason.contains("no pointer held"))
+        removed.into_iter().find(|e| !e.reason.contains("no pointer held"))
     })
     .await
 }
@@ -192,7 +193,8 @@ fn expect_history(event: proto::match_event::Event) -> proto::HistoricalMatchInf
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiry_with_a_controlled_clock_reaches_every_node() {
-    let (_dir, federation, clock) = start_manual_for_years(&demo_members(), 10, fast_sweeps).await;
+    let (_dir, federation, clock) =
+        start_manual_for_years(&demo_members(), 10, fast_sweeps).await;
     let mut school = client(&federation, SCHOOL_AF).await;
     let mut ggd = client(&federation, GGD_SIGNALER).await;
     let mut at_ggd = watch(&mut ggd, 0).await;
@@ -256,9 +258,7 @@ async fn expiry_with_a_controlled_clock_reaches_every_node() {
     let archived = index_events(&federation, AuditAction::PointerArchive, &school_signal).await;
     assert_eq!(archived.len(), 1);
     assert!(
-        archived[0]
-            .reason
-            .starts_with("retention_ended: kept until "),
+        archived[0].reason.starts_with("retention_ended: kept until "),
         "{}",
         archived[0].reason
     );
@@ -324,12 +324,7 @@ async fn the_index_removes_an_expired_pointer_whose_retraction_never_comes() {
     assert_eq!(vt_sees(&federation, CHILD).await, [GGD]);
 
     // Back up, the school's own sweep deletes the signal; its retraction finds nothing left.
-    restart(
-        &mut federation,
-        "school",
-        std::sync::Arc::new(clock.clone()),
-    )
-    .await;
+    restart(&mut federation, "school", std::sync::Arc::new(clock.clone())).await;
     let school = client(&federation, SCHOOL_AF).await;
     eventually("the school's signal is gone", || async {
         signals_of(&school).await.is_empty().then_some(())
@@ -347,7 +342,8 @@ async fn the_index_removes_an_expired_pointer_whose_retraction_never_comes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signal_ends_when_its_subject_leaves_the_age_range() {
-    let (_dir, federation, clock) = start_manual_for_years(&demo_members(), 10, fast_sweeps).await;
+    let (_dir, federation, clock) =
+        start_manual_for_years(&demo_members(), 10, fast_sweeps).await;
     let mut school = client(&federation, SCHOOL_AF).await;
     let mut ggd = client(&federation, GGD_SIGNALER).await;
     let mut huisarts = client(&federation, HUISARTS_SIGNALER).await;
@@ -375,7 +371,10 @@ async fn a_signal_ends_when_its_subject_leaves_the_age_range() {
         (format!("{}-06-01", year - 1), "must be after today"),
     ] {
         let status = refused(
-            school.signals.register(with_age_range(CHILD, &date)).await,
+            school
+                .signals
+                .register(with_age_range(CHILD, &date))
+                .await,
             Code::InvalidArgument,
             "age_range_ends_on",
         );
@@ -405,7 +404,11 @@ async fn a_signal_ends_when_its_subject_leaves_the_age_range() {
 
     // Tomorrow: the signal ends at midnight tonight, Amsterdam time (23:00 UTC in winter),
     // long before its two years.
-    let child = register_ok(&mut school, with_age_range(CHILD, &format!("{year}-01-11"))).await;
+    let child = register_ok(
+        &mut school,
+        with_age_range(CHILD, &format!("{year}-01-11")),
+    )
+    .await;
     assert_eq!(child.expires_at_unix_ms, utc(year, 1, 10, 23));
     assert_eq!(child.expiry_reason, proto::ExpiryReason::AgeRange as i32);
     // In summer, midnight in Amsterdam is 22:00 UTC.
@@ -464,11 +467,7 @@ async fn a_signal_ends_when_its_subject_leaves_the_age_range() {
     assert_eq!(ended.party.expect("the party").oin, SCHOOL);
     assert_eq!(ended.signal_id, ggd_signal.id);
     eventually("the school's signal on the child is gone", || async {
-        let left: Vec<String> = signals_of(&school)
-            .await
-            .into_iter()
-            .map(|s| s.id)
-            .collect();
+        let left: Vec<String> = signals_of(&school).await.into_iter().map(|s| s.id).collect();
         (left == [mother.id.clone(), father.id.clone()]).then_some(())
     })
     .await;
@@ -498,7 +497,8 @@ async fn a_signal_ends_when_its_subject_leaves_the_age_range() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_archive_keeps_risk_gone_for_five_years_and_tells_only_a_new_signal() {
-    let (_dir, federation, clock) = start_manual_for_years(&demo_members(), 10, fast_sweeps).await;
+    let (_dir, federation, clock) =
+        start_manual_for_years(&demo_members(), 10, fast_sweeps).await;
     let mut school = client(&federation, SCHOOL_AF).await;
     let mut ggd = client(&federation, GGD_SIGNALER).await;
     let mut huisarts = client(&federation, HUISARTS_SIGNALER).await;
@@ -510,7 +510,11 @@ async fn the_archive_keeps_risk_gone_for_five_years_and_tells_only_a_new_signal(
     let school_name = member(&federation, "ggd", SCHOOL).name;
 
     // The risk is gone: the school withdraws, and the index archives the subject only.
-    let first = register_ok(&mut school, worry(CHILD, &[(MOTHER, Relation::Parent)])).await;
+    let first = register_ok(
+        &mut school,
+        worry(CHILD, &[(MOTHER, Relation::Parent)]),
+    )
+    .await;
     withdraw(&mut school, &first, proto::WithdrawReason::RiskGone).await;
     let archived = eventually("the index archives the school's pointer", || async {
         let archived = index_events(&federation, AuditAction::PointerArchive, &first).await;
@@ -661,7 +665,8 @@ async fn the_archive_keeps_risk_gone_for_five_years_and_tells_only_a_new_signal(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retraction_or_publication_without_a_known_reason_is_refused_and_changes_nothing() {
-    let (_dir, federation, _clock) = start_manual_for_years(&demo_members(), 10, fast_sweeps).await;
+    let (_dir, federation, _clock) =
+        start_manual_for_years(&demo_members(), 10, fast_sweeps).await;
     let mut school = client(&federation, SCHOOL_AF).await;
     let mut ggd = client(&federation, GGD_SIGNALER).await;
     let school_signal = register_ok(&mut school, worry(CHILD, &[])).await;

@@ -87,18 +87,20 @@ impl SignalsApi {
 
     fn historical_info(&self, notice: &IndexNotice) -> Option<proto::HistoricalMatchInfo> {
         match notice {
-            IndexNotice::HistoricalMatch { signal, archived } => Some(proto::HistoricalMatchInfo {
-                match_id: format!("historical:{signal}"),
-                signal_id: signal.to_string(),
-                archived: archived
-                    .iter()
-                    .map(|a| proto::ArchivedParty {
-                        party: Some(self.party(&a.party)),
-                        archived_at_unix_ms: a.archived_at.0,
-                        reason: convert::archive_reason_to_proto(a.reason) as i32,
-                    })
-                    .collect(),
-            }),
+            IndexNotice::HistoricalMatch { signal, archived } => {
+                Some(proto::HistoricalMatchInfo {
+                    match_id: format!("historical:{signal}"),
+                    signal_id: signal.to_string(),
+                    archived: archived
+                        .iter()
+                        .map(|a| proto::ArchivedParty {
+                            party: Some(self.party(&a.party)),
+                            archived_at_unix_ms: a.archived_at.0,
+                            reason: convert::archive_reason_to_proto(a.reason) as i32,
+                        })
+                        .collect(),
+                })
+            }
             _ => None,
         }
     }

@@ -187,9 +187,7 @@ mod tests {
     fn years_are_calendar_years() {
         let start = date("2026-11-28").start_in_amsterdam();
         assert_eq!(rfc3339(start.plus_years(5)), "2031-11-27T23:00:00.000Z");
-        let leap = date("2028-03-01")
-            .start_in_amsterdam()
-            .plus_millis(-3_600_000);
+        let leap = date("2028-03-01").start_in_amsterdam().plus_millis(-3_600_000);
         assert_eq!(rfc3339(leap), "2028-02-29T22:00:00.000Z");
         assert_eq!(rfc3339(leap.plus_years(5)), "2033-03-01T22:00:00.000Z");
         assert_eq!(UnixMillis(i64::MAX - 1).plus_years(5), UnixMillis(i64::MAX));

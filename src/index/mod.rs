@@ -849,10 +849,7 @@ fn remove_pointer(
                 .counterpart(pointer.organisation)
                 .subjects([entry.subject])
                 .object(format!("signal:{}", pointer.signal))
-                .reason(format!(
-                    "{reason}: kept until {}",
-                    entry.expires_at.rfc3339()
-                )),
+                .reason(format!("{reason}: kept until {}", entry.expires_at.rfc3339())),
         );
         txn.change(Change::PutArchive(entry));
     }
