@@ -650,3 +650,73 @@ impl AccessView {
         out
     }
 }
+
+/// `kring audit verify --checkpoint`: checks a saved cosigned checkpoint offline against the
+/// log's pinned audit key and the witnesses' keys (cosignature/v1 vkeys, or their audit keys
+/// as the directory pins them), requiring at least `min` cosignatures (all of the given
+/// witnesses when `None`). Returns the report, or what failed, naming the key or witness.
+pub fn verify_cosigned_checkpoint(
+    note: &str,
+    log_key: &str,
+    witness_keys: &[String],
+    min: Option<usize>,
+) -> Result<String, String> {
+    use crate::audit::cosignature::{WitnessKey, verify_cosigned};
+    let log = crate::audit::NoteVerifier::parse(log_key).map_err(|e| format!("--log-key: {e}"))?;
+    let mut witnesses = Vec::with_capacity(witness_keys.len());
+    for (i, raw) in witness_keys.iter().enumerate() {
+        witnesses
+            .push(WitnessKey::parse(raw).map_err(|e| format!("--witness-key #{}: {e}", i + 1))?);
+    }
+    let min = min.unwrap_or(witnesses.len());
+    if min > witnesses.len() {
+        return Err(format!(
+            "--min-cosignatures {min} is more than the {} witness key(s) given",
+            witnesses.len()
+        ));
+    }
+    let cosigned = verify_cosigned(note, &log, &witnesses, min).map_err(|e| e.to_string())?;
+    let mut out = format!(
+        "checkpoint of {} events of {}, signed by the log's key: verified\n",
+        cosigned.checkpoint.size, cosigned.checkpoint.origin
+    );
+    for (name, timestamp) in &cosigned.cosigners {
+        let at = i64::try_from(*timestamp)
+            .map(|s| UnixMillis(s.saturating_mul(1000)).rfc3339())
+            .unwrap_or_default();
+        out.push_str(&format!("cosigned by {name} at {at}: verified\n"));
+    }
+    for name in &cosigned.missing {
+        out.push_str(&format!("no cosignature by {name}\n"));
+    }
+    out.push_str(&format!(
+        "{} of {} witness(es) cosigned, {min} required: ok",
+        cosigned.cosigners.len(),
+        witnesses.len()
+    ));
+    Ok(out)
+}
+
+/// One fork of a member's log, as the Audit API lists it.
+pub fn render_fork(fork: &proto::Fork) -> String {
+    let kind = short(
+        proto::ForkKind::try_from(fork.kind)
+            .ok()
+            .map(|k| k.as_str_name()),
+        "FORK_KIND_",
+    );
+    let size = |note: &str| {
+        crate::audit::checkpoint::parse_unverified(note)
+            .map(|c| c.size.to_string())
+            .unwrap_or_else(|_| "?".into())
+    };
+    format!(
+        "fork {id}  {kind}  log {log}  found by witness {witness} at {at}  seen size {seen}, presented size {presented}",
+        id = fork.id,
+        log = fork.log_oin,
+        witness = fork.witness_oin,
+        at = UnixMillis(fork.detected_at_unix_ms).rfc3339(),
+        seen = size(&fork.seen_checkpoint),
+        presented = size(&fork.presented_checkpoint),
+    )
+}

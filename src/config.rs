@@ -50,6 +50,14 @@ struct RawConfig {
     #[serde(default)]
     principals: Vec<RawPrincipal>,
     federation: Option<RawFederation>,
+    #[serde(default)]
+    witness: RawWitness,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWitness {
+    every_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -214,6 +222,8 @@ pub struct Config {
     pub audit: AuditSettings,
     pub signal_retention_millis: i64,
     pub sweep_every: Duration,
+    /// How often the node pushes its latest checkpoint to its witnesses (when federated).
+    pub witness_every: Duration,
     pub store: StoreOptions,
     pub log_format: LogFormat,
     pub log_level: String,
@@ -224,6 +234,7 @@ pub struct Config {
 
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
 pub const DEFAULT_RETENTION_DAYS: u32 = 730;
+pub const DEFAULT_WITNESS_SECS: u64 = 60;
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -345,6 +356,11 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             "must be between 1 and 30: expired data goes from every node within a minute",
         ));
     }
+    // A fork is found at the first push after it: at most an hour of history unwitnessed.
+    let witness_every_secs = raw.witness.every_secs.unwrap_or(DEFAULT_WITNESS_SECS);
+    if !(1..=3600).contains(&witness_every_secs) {
+        return Err(invalid("witness.every_secs", "must be between 1 and 3600"));
+    }
     let cache_mb = raw.store.cache_mb.unwrap_or(16);
     if !(4..=4096).contains(&cache_mb) {
         return Err(invalid("store.cache_mb", "must be between 4 and 4096"));
@@ -444,6 +460,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         },
         signal_retention_millis: i64::from(signal_days) * UnixMillis::DAY,
         sweep_every: Duration::from_secs(sweep_every_secs),
+        witness_every: Duration::from_secs(witness_every_secs),
         store: StoreOptions {
             cache_bytes: cache_mb * 1024 * 1024,
             keyring,

@@ -29,6 +29,7 @@ use crate::domain::{
 };
 use crate::federation::outbox::Deliverer;
 use crate::federation::serve::PeerHandler;
+use crate::federation::witness::Witness;
 use crate::federation::{Federation, Peers};
 use crate::index::{IndexService, Swept};
 use crate::ledger::{Ledger, LedgerError, LedgerOptions};
@@ -77,6 +78,7 @@ pub struct RunningNode {
     signals: Arc<SignalService>,
     index: Option<Arc<IndexService>>,
     federation: Option<Arc<Federation>>,
+    witness: Option<Arc<Witness>>,
     own_key: NoteVerifier,
     health: Health,
     stop: watch::Sender<bool>,
@@ -215,6 +217,7 @@ impl RunningNode {
         })?;
 
         let mut peer_addr = None;
+        let mut witness = None;
         if let (Some(settings), Some(federation), Some(peers)) =
             (&config.federation, &federation, &peers)
         {
@@ -271,13 +274,35 @@ impl RunningNode {
             );
             let peer_tls =
                 crate::tls::server_config(&settings.tls, &crate::tls::ClientAuth::Deferred)?;
+            // The witness cosigns with the node's audit key (see `federation::witness`).
+            let cosigner =
+                NoteSigner::from_pkcs8(&config.audit.origin, &config.audit.signing_key_pkcs8)
+                    .map_err(|e| NodeError::Key(e.to_string()))?;
+            let witnessing = Arc::new(Witness::new(
+                ledger.clone(),
+                federation.clone(),
+                peers.clone(),
+                cosigner,
+                clock.clone(),
+                outbox.clone(),
+            ));
             let peer_api = api::PeerApi {
                 gate: Arc::new(api::PeerGate::new(
                     federation.clone(),
                     ledger.clone(),
                     clock.clone(),
                 )),
-                federation: api::FederationApi::new(handler, federation.clone(), ledger.clone()),
+                federation: api::FederationApi::new(
+                    handler,
+                    witnessing.clone(),
+                    federation.clone(),
+                    ledger.clone(),
+                ),
+                witness: api::WitnessApi::new(
+                    witnessing.clone(),
+                    federation.clone(),
+                    ledger.clone(),
+                ),
                 index: index.clone().map(|index| {
                     api::IndexApi::new(index, federation.clone(), ledger.clone(), clock.clone())
                 }),
@@ -300,6 +325,12 @@ impl RunningNode {
                 )
                 .run(stopped.clone()),
             ));
+            tasks.push(tokio::spawn(
+                witnessing
+                    .clone()
+                    .run(config.witness_every, stopped.clone()),
+            ));
+            witness = Some(witnessing);
             tasks.push(tokio::spawn(refresh_directory(
                 ledger.clone(),
                 federation.clone(),
@@ -379,6 +410,7 @@ impl RunningNode {
             signals,
             index,
             federation,
+            witness,
             own_key,
             health,
             stop,
@@ -407,6 +439,12 @@ impl RunningNode {
     /// The note verifier key of this node's audit log (`name+keyid+key`).
     pub fn verifier_key(&self) -> &str {
         self.ledger.verifier_key()
+    }
+
+    /// The node's witnessing, when it is part of a federation: `round` pushes its latest
+    /// checkpoint to every witness now (it also runs on its own schedule).
+    pub fn witness(&self) -> Option<&Arc<Witness>> {
+        self.witness.as_ref()
     }
 
     pub fn audit_key(&self) -> &NoteVerifier {

@@ -203,6 +203,24 @@ fn every_mistake_is_refused_naming_its_key() {
             &["retention.sweep_every_secs", "within a minute"],
         ),
         (
+            "witnessing less often than every hour",
+            "[[contact_points]]",
+            "[witness]\nevery_secs = 3601\n\n[[contact_points]]",
+            &["witness.every_secs", "between 1 and 3600"],
+        ),
+        (
+            "witnessing never",
+            "[[contact_points]]",
+            "[witness]\nevery_secs = 0\n\n[[contact_points]]",
+            &["witness.every_secs", "between 1 and 3600"],
+        ),
+        (
+            "an unknown witness key",
+            "[[contact_points]]",
+            "[witness]\nevery = 5\n\n[[contact_points]]",
+            &["every"],
+        ),
+        (
             "no contact points",
             "[[contact_points]]\nid = \"toezicht\"\nname = \"Toezichthouder\"\nphone = \"+31 88 000 0003\"\n",
             "",

@@ -193,6 +193,41 @@ impl AuditApi {
     }
 }
 
+impl AuditApi {
+    fn cosigned(&self, requested: u64) -> Result<proto::CosignedCheckpointResponse, ApiError> {
+        let store = self.ledger().store();
+        let size = match requested {
+            0 => store.latest_cosigned()?.ok_or_else(|| {
+                ApiError::FailedPrecondition(
+                    "tree_size: no witness has cosigned a checkpoint of this log yet".into(),
+                )
+            })?,
+            n => n,
+        };
+        let note = self.note_at(size)?;
+        if note.is_empty() {
+            return Err(ApiError::NotFound(format!(
+                "tree_size: no checkpoint was issued at {size}"
+            )));
+        }
+        let cosignatures = store.cosignatures(size)?;
+        if cosignatures.is_empty() {
+            return Err(ApiError::NotFound(format!(
+                "tree_size: no witness has cosigned the checkpoint at {size}"
+            )));
+        }
+        Ok(proto::CosignedCheckpointResponse {
+            cosigned_note: crate::audit::cosignature::with_cosignatures(
+                &note,
+                cosignatures.iter().map(|(_, line)| line.as_str()),
+            ),
+            tree_size: size,
+            witness_oins: cosignatures.iter().map(|(w, _)| w.to_string()).collect(),
+            transaction_id: String::new(),
+        })
+    }
+}
+
 type ExportStream = Pin<Box<dyn Stream<Item = Result<proto::ExportChunk, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -260,6 +295,46 @@ impl proto::audit_server::Audit for AuditApi {
                 tree_size: checkpoint.size,
                 root_hash: checkpoint.root.to_vec(),
                 verifier_key: self.ledger().verifier_key().to_owned(),
+                transaction_id: call.transaction_id(),
+            })
+        }
+        .await;
+        self.calls.finish(&call, result).await
+    }
+
+    async fn cosigned_checkpoint(
+        &self,
+        request: Request<proto::CosignedCheckpointRequest>,
+    ) -> Result<Response<proto::CosignedCheckpointResponse>, Status> {
+        let call = self
+            .begin(request.metadata(), Action::AuditCheckpoint)
+            .await?;
+        let result = async {
+            let mut response = self.cosigned(request.get_ref().tree_size)?;
+            self.record(
+                &call,
+                Vec::new(),
+                format!("checkpoint:{}:cosigned", response.tree_size),
+                None,
+            )
+            .await?;
+            response.transaction_id = call.transaction_id();
+            Ok(response)
+        }
+        .await;
+        self.calls.finish(&call, result).await
+    }
+
+    async fn list_forks(
+        &self,
+        request: Request<proto::ListForksRequest>,
+    ) -> Result<Response<proto::ListForksResponse>, Status> {
+        let call = self.begin(request.metadata(), Action::AuditForks).await?;
+        let result = async {
+            let forks = self.ledger().store().forks()?;
+            self.record(&call, Vec::new(), "forks".into(), None).await?;
+            Ok(proto::ListForksResponse {
+                forks: forks.iter().map(convert::fork).collect(),
                 transaction_id: call.transaction_id(),
             })
         }

@@ -6,11 +6,11 @@ use super::proto;
 use crate::audit::search::Query;
 use crate::domain::{
     AccessedEvent, Action, Actor, ArchiveReason, ArchivedParty, AuditEvent, BreakGlassReason, Bsn,
-    CalendarDate, Category, ContactDetails, ContactPointId, ExpiryReason, IndexNotice, Invalid,
-    LegalBasis, Lookup, MeldcodeStep, MessageId, Oin, Outcome, PrincipalId, Pseudonym, Purpose,
-    Regie, RegisterSignal, RelatedBsn, RelatedPseudonym, Relation, RequestContext, RetractReason,
-    ReviewOutcome, ReviewReason, Ring, Role, Severity, Signal, SignalChange, SignalId,
-    TransactionId, UnixMillis, Waakvlam, WithdrawReason, parse_bsn,
+    CalendarDate, Category, ContactDetails, ContactPointId, ExpiryReason, ForkKind, IndexNotice,
+    Invalid, LegalBasis, Lookup, MeldcodeStep, MessageId, Oin, Outcome, PrincipalId, Pseudonym,
+    Purpose, Regie, RegisterSignal, RelatedBsn, RelatedPseudonym, Relation, RequestContext,
+    RetractReason, ReviewOutcome, ReviewReason, Ring, Role, Severity, Signal, SignalChange,
+    SignalId, TransactionId, UnixMillis, Waakvlam, WithdrawReason, parse_bsn,
 };
 use crate::policy::DisclosedSignal;
 use crate::signals::SignalQuery;
@@ -127,6 +127,12 @@ enum_map!(action, action_to_proto, proto::AuditAction, Action, {
     PointerArchive <=> PointerArchive, ArchiveExpire <=> ArchiveExpire,
     StoreReencrypted <=> StoreReencrypted,
     SubjectAccess <=> SubjectAccess, SubjectAccessFetch <=> SubjectAccessFetch,
+    WitnessCosign <=> WitnessCosign, WitnessFork <=> WitnessFork,
+    CheckpointCosigned <=> CheckpointCosigned, ForkAlertSend <=> ForkAlertSend,
+    ForkAlertReceive <=> ForkAlertReceive, AuditForks <=> AuditForks,
+});
+enum_map!(fork_kind, fork_kind_to_proto, proto::ForkKind, ForkKind, {
+    Equivocation <=> Equivocation, Rollback <=> Rollback, Inconsistent <=> Inconsistent,
 });
 enum_map!(outcome, outcome_to_proto, proto::Outcome, Outcome, {
     Success <=> Success, Refused <=> Refused, Failed <=> Failed,
@@ -689,6 +695,7 @@ pub fn publication(raw: &proto::PublishRequest) -> Result<crate::index::Publicat
 pub enum Delivery {
     Notice(IndexNotice),
     Melding(crate::federation::serve::IncomingMelding),
+    Fork(crate::domain::ForkRecord),
 }
 
 pub fn delivery(
@@ -715,6 +722,7 @@ pub fn delivery(
                 regie: m.regie.as_ref().and_then(regie_from_proto),
             })
         }
+        Body::ForkAlert(f) => Delivery::Fork(fork_from_proto("fork_alert", f)?),
         Body::MatchEnded(m) => Delivery::Notice(IndexNotice::MatchEnded {
             signal: signal_id("match_ended.signal_ref", &m.signal_ref)?,
             party: oin("match_ended.party_oin", &m.party_oin)?,
@@ -772,6 +780,45 @@ pub fn delivery(
         }),
     };
     Ok((message, transaction, delivery))
+}
+
+pub fn fork(fork: &crate::domain::ForkRecord) -> proto::Fork {
+    proto::Fork {
+        id: fork.id.to_string(),
+        log_oin: fork.log.to_string(),
+        witness_oin: fork.witness.to_string(),
+        kind: fork_kind_to_proto(fork.kind) as i32,
+        detected_at_unix_ms: fork.detected_at.0,
+        seen_checkpoint: fork.seen.clone(),
+        presented_checkpoint: fork.presented.clone(),
+    }
+}
+
+/// A fork as a witness reports it; `at` names the message field it came in.
+pub fn fork_from_proto(at: &str, raw: &proto::Fork) -> Result<crate::domain::ForkRecord, Invalid> {
+    let field = |name: &str| format!("{at}.{name}");
+    let note = |name: &str, text: &str| {
+        if text.is_empty() {
+            return Err(Invalid::new(field(name), "is required"));
+        }
+        let limit = crate::federation::witness::MAX_CHECKPOINT_BYTES;
+        if text.len() > limit {
+            return Err(Invalid::new(
+                field(name),
+                format!("is longer than {limit} bytes"),
+            ));
+        }
+        Ok(text.to_owned())
+    };
+    Ok(crate::domain::ForkRecord {
+        id: MessageId::parse(&raw.id).map_err(|e| Invalid::new(field("id"), e))?,
+        log: oin(&field("log_oin"), &raw.log_oin)?,
+        witness: oin(&field("witness_oin"), &raw.witness_oin)?,
+        kind: enum_value(&field("kind"), raw.kind, fork_kind)?,
+        detected_at: UnixMillis(raw.detected_at_unix_ms),
+        seen: note("seen_checkpoint", &raw.seen_checkpoint)?,
+        presented: note("presented_checkpoint", &raw.presented_checkpoint)?,
+    })
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ pub use cases::CasesApi;
 pub use error::ApiError;
 pub use gate::{Peer, PeerGate, PeerGateLayer};
 pub use limit::SizeLimitLayer;
-pub use peer::{FederationApi, IndexApi, PseudonymsApi};
+pub use peer::{FederationApi, IndexApi, PseudonymsApi, WitnessApi};
 pub use signals::SignalsApi;
 
 use std::future::Future;
@@ -86,6 +86,7 @@ pub struct PeerApi {
     pub federation: FederationApi,
     pub index: Option<IndexApi>,
     pub pseudonyms: Option<PseudonymsApi>,
+    pub witness: WitnessApi,
 }
 
 /// The largest message a peer may send (a lookup answer for a large household is the
@@ -116,7 +117,11 @@ pub async fn serve_peer(
         .add_optional_service(api.pseudonyms.map(|pseudonyms| {
             proto::pseudonyms_server::PseudonymsServer::new(pseudonyms)
                 .max_decoding_message_size(PEER_MESSAGE_LIMIT)
-        }));
+        }))
+        .add_service(
+            proto::witness_server::WitnessServer::new(api.witness)
+                .max_decoding_message_size(PEER_MESSAGE_LIMIT),
+        );
     router
         .serve_with_incoming_shutdown(crate::tls::incoming(listener, tls), shutdown)
         .await

@@ -15,6 +15,7 @@ use crate::clock::SharedClock;
 use crate::directory::Member;
 use crate::domain::{Action, Actor, EventDraft, PrincipalId, TransactionId};
 use crate::federation::serve::{PeerHandler, ServeError};
+use crate::federation::witness::{MAX_CHECKPOINT_BYTES, MAX_PROOF_HASHES, Witness, WitnessError};
 use crate::federation::{Federation, PeerError};
 use crate::index::IndexService;
 use crate::ledger::Ledger;
@@ -87,9 +88,32 @@ impl PeerRefusals {
     }
 }
 
+impl From<WitnessError> for ApiError {
+    fn from(e: WitnessError) -> Self {
+        match e {
+            WitnessError::BadCheckpoint(problem) => match problem.split_once(": ") {
+                Some((field, rest)) => ApiError::invalid(field, rest),
+                None => ApiError::invalid("checkpoint", problem),
+            },
+            WitnessError::OldSizeBeyond { size } => ApiError::invalid(
+                "old_size",
+                format!("is beyond the checkpoint's tree size {size}"),
+            ),
+            WitnessError::BadAlert { field, problem } => ApiError::invalid(field, problem),
+            WitnessError::NotTheWitness => ApiError::Policy(e.to_string()),
+            WitnessError::OldSize { .. } | WitnessError::Fork { .. } => {
+                ApiError::FailedPrecondition(e.to_string())
+            }
+            WitnessError::Ledger(e) => e.into(),
+            WitnessError::Store(e) => e.into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct FederationApi {
     handler: Arc<PeerHandler>,
+    witness: Arc<Witness>,
     federation: Arc<Federation>,
     refusals: PeerRefusals,
 }
@@ -97,11 +121,13 @@ pub struct FederationApi {
 impl FederationApi {
     pub fn new(
         handler: Arc<PeerHandler>,
+        witness: Arc<Witness>,
         federation: Arc<Federation>,
         ledger: Arc<Ledger>,
     ) -> FederationApi {
         FederationApi {
             handler,
+            witness,
             refusals: PeerRefusals {
                 ledger,
                 federation: federation.clone(),
@@ -122,9 +148,13 @@ impl proto::federation_server::Federation for FederationApi {
         let (message, transaction, delivery) = match convert::delivery(request.get_ref()) {
             Ok(parsed) => parsed,
             Err(invalid) => {
+                let action = match request.get_ref().body {
+                    Some(proto::deliver_request::Body::ForkAlert(_)) => Action::ForkAlertReceive,
+                    _ => Action::NoticeReceive,
+                };
                 return Err(self
                     .refusals
-                    .refuse(&from, transaction, Action::NoticeReceive, invalid.into())
+                    .refuse(&from, transaction, action, invalid.into())
                     .await);
             }
         };
@@ -138,6 +168,14 @@ impl proto::federation_server::Federation for FederationApi {
                 self.handler
                     .receive_melding(&from, message, transaction, melding)
                     .await
+            }
+            Delivery::Fork(fork) => {
+                return self
+                    .witness
+                    .receive_alert(&from, message, transaction, fork)
+                    .await
+                    .map(|duplicate| Response::new(proto::DeliverResponse { duplicate }))
+                    .map_err(|e| Status::from(ApiError::from(e)));
             }
         }
         .map_err(|e| Status::from(ApiError::from(e)))?;
@@ -562,5 +600,76 @@ impl proto::pseudonyms_server::Pseudonyms for PseudonymsApi {
             }
         };
         Ok(Response::new(proto::EvaluateResponse { evaluated }))
+    }
+}
+
+/// `kring.v1.Witness`: served by every organisation node, for every other member's log.
+#[derive(Debug, Clone)]
+pub struct WitnessApi {
+    witness: Arc<Witness>,
+    refusals: PeerRefusals,
+}
+
+impl WitnessApi {
+    pub fn new(
+        witness: Arc<Witness>,
+        federation: Arc<Federation>,
+        ledger: Arc<Ledger>,
+    ) -> WitnessApi {
+        WitnessApi {
+            witness,
+            refusals: PeerRefusals { ledger, federation },
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl proto::witness_server::Witness for WitnessApi {
+    async fn add_checkpoint(
+        &self,
+        request: Request<proto::AddCheckpointRequest>,
+    ) -> Result<Response<proto::AddCheckpointResponse>, Status> {
+        let from = peer(&request)?;
+        let transaction = transaction_of(&request);
+        let raw = request.into_inner();
+        let parsed = (|| {
+            if raw.consistency_proof.len() > MAX_PROOF_HASHES {
+                return Err(ApiError::invalid(
+                    "consistency_proof",
+                    format!("holds more than {MAX_PROOF_HASHES} hashes"),
+                ));
+            }
+            let mut proof = Vec::with_capacity(raw.consistency_proof.len());
+            for (i, hash) in raw.consistency_proof.iter().enumerate() {
+                proof.push(<[u8; 32]>::try_from(hash.as_slice()).map_err(|_| {
+                    ApiError::invalid(format!("consistency_proof[{i}]"), "must be 32 bytes")
+                })?);
+            }
+            if raw.checkpoint.is_empty() {
+                return Err(ApiError::invalid("checkpoint", "is required"));
+            }
+            if raw.checkpoint.len() > MAX_CHECKPOINT_BYTES {
+                return Err(ApiError::invalid(
+                    "checkpoint",
+                    format!("is longer than {MAX_CHECKPOINT_BYTES} bytes"),
+                ));
+            }
+            Ok(proof)
+        })();
+        let proof = match parsed {
+            Ok(proof) => proof,
+            Err(error) => {
+                return Err(self
+                    .refusals
+                    .refuse(&from, transaction, Action::WitnessCosign, error)
+                    .await);
+            }
+        };
+        let cosignature = self
+            .witness
+            .add_checkpoint(&from, transaction, raw.old_size, proof, raw.checkpoint)
+            .await
+            .map_err(|e| Status::from(ApiError::from(e)))?;
+        Ok(Response::new(proto::AddCheckpointResponse { cosignature }))
     }
 }

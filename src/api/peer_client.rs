@@ -13,6 +13,7 @@ use super::proto;
 use super::proto::federation_client::FederationClient;
 use super::proto::index_client::IndexClient;
 use super::proto::pseudonyms_client::PseudonymsClient;
+use super::proto::witness_client::WitnessClient;
 use crate::domain::{
     IndexNotice, Lookup, Oin, OutboxBody, OutboxMessage, Pseudonym, Regie, RequestContext,
     SignalId, TransactionId, Waakvlam,
@@ -155,6 +156,17 @@ impl Peers for GrpcPeers {
                             contact_point: Some(convert::contact(contact_point)),
                             reported_by: reported_by.to_string(),
                         })),
+                    },
+                    &message.transaction,
+                ))
+                .await
+                .map(|_| ()),
+            OutboxBody::ForkAlert { fork, .. } => FederationClient::new(channel)
+                .deliver(request(
+                    proto::DeliverRequest {
+                        message_id: id,
+                        transaction_id: transaction,
+                        body: Some(proto::deliver_request::Body::ForkAlert(convert::fork(fork))),
                     },
                     &message.transaction,
                 ))
@@ -367,6 +379,30 @@ impl Peers for GrpcPeers {
             events,
             truncated: answer.truncated,
         })
+    }
+
+    async fn add_checkpoint(
+        &self,
+        witness: &Oin,
+        transaction: &TransactionId,
+        old_size: u64,
+        proof: &[crate::audit::Hash32],
+        checkpoint: &str,
+    ) -> Result<String, PeerError> {
+        let channel = self.channel(witness).await?;
+        let answer = WitnessClient::new(channel)
+            .add_checkpoint(request(
+                proto::AddCheckpointRequest {
+                    old_size,
+                    consistency_proof: proof.iter().map(|h| h.to_vec()).collect(),
+                    checkpoint: checkpoint.to_owned(),
+                },
+                transaction,
+            ))
+            .await
+            .map_err(|status| peer_error(witness, status))?
+            .into_inner();
+        Ok(answer.cosignature)
     }
 
     async fn directory(&self, from: &Oin) -> Result<String, PeerError> {

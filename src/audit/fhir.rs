@@ -99,6 +99,12 @@
 //! | `audit.subject_access` | any | AET#rest | RI#search | E | PatientQuery / Query |
 //! | `audit.subject_access_fetch` | source | DCM#110106 Export | LC#disclose | R | PrivacyDisclosure.Source |
 //! | `audit.subject_access_fetch` | recipient | DCM#110107 Import | LC#disclose | C | PrivacyDisclosure.Recipient |
+//! | `witness.cosign` | any | AET#rest | RI#operation | E | — |
+//! | `witness.fork` | any | DCM#110113 Security Alert | — | E | — |
+//! | `audit.cosigned` | any | AET#rest | RI#operation | E | — |
+//! | `fork.alert_send` | any | AET#rest | RI#operation | E | — |
+//! | `fork.alert_receive` | any | DCM#110113 Security Alert | — | E | — |
+//! | `audit.forks` | any | AET#rest | RI#search | E | PatientQuery / Query |
 //!
 //! One rule overrides the table: a refusal whose reason starts with `unauthenticated` (no or
 //! an unknown bearer token) is a failed login, DCM#110114 User Authentication with subtype
@@ -222,6 +228,9 @@ pub enum Alert {
     /// The node's security configuration changed: a new signed directory (members, pins,
     /// policy), or the data keys of encryption at rest.
     SecurityConfiguration,
+    /// A log's checkpoints found inconsistent (a fork or rollback), at its witness or
+    /// reported by one.
+    LogIntegrity,
 }
 
 /// The side of a disclosure an event was recorded at.
@@ -262,7 +271,13 @@ pub fn kind(action: Action) -> Kind {
         | Action::WaakvlamList
         | Action::SubjectAccess => Kind::Rest(Search),
         Action::AuditCheckpoint | Action::AuditProof => Kind::Rest(Read),
-        Action::AuditVerify | Action::PseudonymEvaluate => Kind::Rest(Operation),
+        Action::AuditVerify
+        | Action::PseudonymEvaluate
+        | Action::WitnessCosign
+        | Action::CheckpointCosigned => Kind::Rest(Operation),
+        Action::AuditForks => Kind::Rest(Search),
+        Action::WitnessFork | Action::ForkAlertReceive => Kind::Security(Alert::LogIntegrity),
+        Action::ForkAlertSend => Kind::Rest(Operation),
         Action::AuditExport => Kind::LogExport,
         Action::PointerPublish
         | Action::NoticeSend
@@ -379,6 +394,7 @@ fn classify(event: &AuditEvent) -> (Value, Vec<Value>, &'static str) {
                 Alert::SecurityConfiguration => {
                     vec![coding(DCM, "110129", "Security Configuration")]
                 }
+                Alert::LogIntegrity => Vec::new(),
             },
             "E",
         ),
@@ -471,7 +487,7 @@ fn org_roles(event: &AuditEvent) -> (OrgRole, OrgRole) {
                 (server, OrgRole::Untyped)
             }
         }
-        Kind::Security(Alert::RefusedRequest | Alert::NodeAuthentication) => {
+        Kind::Security(Alert::RefusedRequest | Alert::NodeAuthentication | Alert::LogIntegrity) => {
             (OrgRole::Destination, OrgRole::Source)
         }
         Kind::LogExport => (OrgRole::Source, OrgRole::Untyped),

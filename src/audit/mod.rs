@@ -6,6 +6,7 @@
 //! verifier never reads the writer's in-memory state: it recomputes everything from events.
 
 pub mod checkpoint;
+pub mod cosignature;
 pub mod event;
 pub mod fhir;
 pub mod merkle;
@@ -15,6 +16,7 @@ pub mod search;
 pub mod verify;
 
 pub use checkpoint::{CheckpointError, SignedCheckpoint};
+pub use cosignature::{CosignatureError, WitnessKey};
 pub use merkle::Hash32;
 pub use note::{NoteError, NoteSigner, NoteVerifier};
 pub use verify::{Break, Report, Verifier};

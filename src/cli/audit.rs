@@ -26,11 +26,24 @@ pub enum AuditCommand {
     /// Searches a node's audit log.
     Search(SearchArgs),
     /// Fetches the latest signed checkpoint (and saves it, to check later that the log extends it).
+    /// With --cosigned, the latest checkpoint its witnesses cosigned, with their cosignatures,
+    /// to check offline with `kring audit verify --checkpoint`.
     Checkpoint {
         #[command(flatten)]
         connection: Connection,
         #[arg(long)]
         save: Option<PathBuf>,
+        /// The checkpoint with its witnesses' cosignatures.
+        #[arg(long)]
+        cosigned: bool,
+        /// With --cosigned: the checkpoint of this tree size instead of the latest cosigned.
+        #[arg(long, requires = "cosigned")]
+        tree_size: Option<u64>,
+    },
+    /// The forks of members' audit logs this node found as a witness or was alerted to.
+    Forks {
+        #[command(flatten)]
+        connection: Connection,
     },
     /// Proves that an event is in the log, checked against the pinned key.
     Proof {
@@ -247,10 +260,27 @@ pub struct SearchArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "\
+A cosigned checkpoint (kring audit checkpoint --cosigned --save FILE) is checked offline:
+  kring audit verify --checkpoint FILE --log-key LOG_VKEY --witness-key W1_VKEY --witness-key W2_VKEY
+The log key is the node's audit key as the directory pins it; a witness key is a cosignature/v1
+vkey or the witness's audit key as the directory pins it. Exits 2 when anything fails.")]
 pub struct VerifyArgs {
     /// A node's store directory (the node must be stopped).
-    #[arg(long, conflicts_with = "node")]
+    #[arg(long, conflicts_with_all = ["node", "checkpoint"])]
     store: Option<PathBuf>,
+    /// A saved cosigned checkpoint, checked offline.
+    #[arg(long, conflicts_with = "node", requires = "log_key")]
+    checkpoint: Option<PathBuf>,
+    /// With --checkpoint: the log's audit key (name+keyid+key).
+    #[arg(long, requires = "checkpoint")]
+    log_key: Option<String>,
+    /// With --checkpoint: a witness's key (repeatable).
+    #[arg(long = "witness-key", requires = "checkpoint")]
+    witness_keys: Vec<String>,
+    /// With --checkpoint: how many of the given witnesses must have cosigned (default: all).
+    #[arg(long, requires = "checkpoint")]
+    min_cosignatures: Option<usize>,
     /// A running node's local listener, host:port.
     #[arg(long)]
     node: Option<String>,
@@ -303,7 +333,44 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
                 println!("more: --page-token {}", response.next_page_token);
             }
         }
-        AuditCommand::Checkpoint { connection, save } => {
+        AuditCommand::Checkpoint {
+            connection,
+            save,
+            cosigned: true,
+            tree_size,
+        } => {
+            let mut client = connection.connect().await?;
+            let response = client
+                .audit
+                .cosigned_checkpoint(proto::CosignedCheckpointRequest {
+                    tree_size: tree_size.unwrap_or(0),
+                })
+                .await?
+                .into_inner();
+            print!("{}", response.cosigned_note);
+            println!("cosigned by: {}", response.witness_oins.join(", "));
+            if let Some(path) = save {
+                std::fs::write(&path, &response.cosigned_note)
+                    .with_context(|| path.display().to_string())?;
+            }
+        }
+        AuditCommand::Forks { connection } => {
+            let mut client = connection.connect().await?;
+            let response = client
+                .audit
+                .list_forks(proto::ListForksRequest {})
+                .await?
+                .into_inner();
+            if response.forks.is_empty() {
+                println!("no forks of any member's audit log known here");
+            }
+            for fork in &response.forks {
+                println!("{}", crate::cli_support::render_fork(fork));
+            }
+        }
+        AuditCommand::Checkpoint {
+            connection, save, ..
+        } => {
             let mut client = connection.connect().await?;
             let response = client
                 .audit
@@ -348,6 +415,22 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
                 "the log at {} events extends the saved checkpoint at {} ({hashes} proof hashes): verified",
                 new.size, old.size
             );
+        }
+        AuditCommand::Verify(args) if args.checkpoint.is_some() => {
+            let path = args.checkpoint.as_ref().expect("matched");
+            let note = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+            match crate::cli_support::verify_cosigned_checkpoint(
+                &note,
+                args.log_key.as_deref().unwrap_or_default(),
+                &args.witness_keys,
+                args.min_cosignatures,
+            ) {
+                Ok(report) => println!("{report}"),
+                Err(problem) => {
+                    println!("FAILED: {problem}");
+                    return Ok(ExitCode::from(2));
+                }
+            }
         }
         AuditCommand::Verify(args) => {
             let mut verifier = Verifier::new(args.key.as_deref().map(key).transpose()?);

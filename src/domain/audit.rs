@@ -62,6 +62,18 @@ closed_enum! {
         SubjectAccess = "audit.subject_access",
         /// One node's events about a person for subject access, recorded at both ends.
         SubjectAccessFetch = "audit.subject_access_fetch",
+        /// A witness took (cosigned) or refused a peer's checkpoint.
+        WitnessCosign = "witness.cosign",
+        /// A witness found a peer's checkpoint inconsistent with the one it saw before.
+        WitnessFork = "witness.fork",
+        /// A log's checkpoint was cosigned (or refused) by one of its witnesses.
+        CheckpointCosigned = "audit.cosigned",
+        /// A fork alert sent to a member of the federation.
+        ForkAlertSend = "fork.alert_send",
+        /// A fork alert received from a witness.
+        ForkAlertReceive = "fork.alert_receive",
+        /// A privacy officer listed the forks this node knows of.
+        AuditForks = "audit.forks",
     }
 }
 

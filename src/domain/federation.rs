@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ids::{PrincipalId, Pseudonym, SignalId, TransactionId, UnixMillis};
+use super::ids::{MessageId, PrincipalId, Pseudonym, SignalId, TransactionId, UnixMillis};
 use super::org::{Oin, closed_enum};
 use super::purpose::Role;
 use super::signal::{Category, ExpiryReason, RelatedPseudonym, Severity, WithdrawReason};
@@ -343,4 +343,32 @@ mod tests {
         assert!(w.active(UnixMillis(89 * day)));
         assert!(!w.active(UnixMillis(90 * day)));
     }
+}
+
+closed_enum! {
+    /// How a witness found a log's history rewritten.
+    ForkKind {
+        /// Two signed checkpoints of the same size with different roots: proof on its own.
+        Equivocation = "equivocation",
+        /// A signed checkpoint smaller than one the witness had seen: the log went back.
+        Rollback = "rollback",
+        /// A larger signed checkpoint that the log could not prove extends the one seen.
+        Inconsistent = "inconsistent",
+    }
+}
+
+/// A fork of one member's audit log, as its witness found it: the evidence is both signed
+/// checkpoints (C2SP signed notes under the log's pinned audit key). Kept by the witness and
+/// by every member it alerted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForkRecord {
+    pub id: MessageId,
+    pub log: Oin,
+    pub witness: Oin,
+    pub kind: ForkKind,
+    pub detected_at: UnixMillis,
+    /// The checkpoint the witness had seen and cosigned.
+    pub seen: String,
+    /// The checkpoint the log presented later.
+    pub presented: String,
 }

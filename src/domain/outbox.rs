@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::federation::RetractReason;
-use super::federation::{ContactDetails, IndexNotice};
+use super::federation::{ContactDetails, ForkRecord, IndexNotice};
 use super::ids::{MessageId, PrincipalId, Pseudonym, SignalId, TransactionId, UnixMillis};
 use super::org::Oin;
 use super::signal::{Category, ExpiryReason, RelatedPseudonym, Severity};
@@ -51,6 +51,8 @@ pub enum OutboxBody {
     },
     /// From the index to an organisation, about one of its signals.
     Notice { to: Oin, notice: IndexNotice },
+    /// From a witness to a member: a member's log forked; keep the evidence.
+    ForkAlert { to: Oin, fork: ForkRecord },
 }
 
 impl OutboxBody {
@@ -58,7 +60,9 @@ impl OutboxBody {
     pub fn destination(&self) -> Option<Oin> {
         match self {
             OutboxBody::PublishPointer { .. } | OutboxBody::RetractPointer { .. } => None,
-            OutboxBody::Melding { to, .. } | OutboxBody::Notice { to, .. } => Some(*to),
+            OutboxBody::Melding { to, .. }
+            | OutboxBody::Notice { to, .. }
+            | OutboxBody::ForkAlert { to, .. } => Some(*to),
         }
     }
 }

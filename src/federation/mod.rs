@@ -11,6 +11,7 @@
 
 pub mod outbox;
 pub mod serve;
+pub mod witness;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -129,6 +130,16 @@ pub trait Peers: Send + Sync + std::fmt::Debug {
         context: &RequestContext,
         subject: Pseudonym,
     ) -> Result<AccessAnswer, PeerError>;
+    /// Pushes this node's signed checkpoint to `witness` with a consistency proof from
+    /// `old_size`; returns the witness's cosignature line.
+    async fn add_checkpoint(
+        &self,
+        witness: &Oin,
+        transaction: &crate::domain::TransactionId,
+        old_size: u64,
+        proof: &[crate::audit::Hash32],
+        checkpoint: &str,
+    ) -> Result<String, PeerError>;
 }
 
 /// The node's view of the federation.

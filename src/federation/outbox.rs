@@ -71,6 +71,12 @@ fn describe(body: &OutboxBody) -> (Action, Purpose, LegalBasis, String) {
             LegalBasis::Wmo526,
             format!("signal:{signal}"),
         ),
+        OutboxBody::ForkAlert { fork, .. } => (
+            Action::ForkAlertSend,
+            Purpose::AuditReview,
+            Purpose::AuditReview.local_legal_basis(),
+            format!("fork:{} log:{}", fork.id, fork.log),
+        ),
         OutboxBody::Notice { notice, .. } => (
             Action::NoticeSend,
             Purpose::MatchNotification,

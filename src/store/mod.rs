@@ -20,8 +20,8 @@ pub use crypt::{DataKeyId, Keyring};
 pub use sled_store::{SledStore, StoreOptions};
 
 use crate::domain::{
-    ArchiveEntry, BreakGlassItem, MessageId, Notice, Oin, OutboxMessage, Pointer, Pseudonym,
-    ReceivedMelding, Regie, Signal, SignalId, UnixMillis, Waakvlam,
+    ArchiveEntry, BreakGlassItem, ForkRecord, MessageId, Notice, Oin, OutboxMessage, Pointer,
+    Pseudonym, ReceivedMelding, Regie, Signal, SignalId, UnixMillis, Waakvlam,
 };
 
 pub type Hash32 = [u8; 32];
@@ -118,6 +118,21 @@ pub enum Change {
     DeleteMatch(SignalId),
     PutMelding(ReceivedMelding),
     PutBreakGlass(BreakGlassItem),
+    // Witnessing.
+    /// The latest checkpoint (signed note) of another member's log this node cosigned as
+    /// its witness.
+    PutWitnessed {
+        log: Oin,
+        note: String,
+    },
+    /// A witness's cosignature line on this node's checkpoint of `size`.
+    PutCosignature {
+        size: u64,
+        witness: Oin,
+        line: String,
+    },
+    /// A fork of a member's log, detected here or reported by its witness.
+    PutFork(ForkRecord),
     // Encryption at rest.
     /// Seals these records' values again under the active data key (those not already under
     /// it); a record since removed is skipped.
@@ -242,6 +257,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn matches(&self) -> Result<Vec<Notice>, StoreError>;
     fn meldingen(&self) -> Result<Vec<ReceivedMelding>, StoreError>;
     fn break_glass_items(&self) -> Result<Vec<BreakGlassItem>, StoreError>;
+
+    // Witnessing.
+    /// The latest checkpoint of `log` this node cosigned as its witness.
+    fn witnessed(&self, log: &Oin) -> Result<Option<String>, StoreError>;
+    /// The cosignature lines on this node's checkpoint of `size`, by witness.
+    fn cosignatures(&self, size: u64) -> Result<Vec<(Oin, String)>, StoreError>;
+    /// The size of the latest of this node's checkpoints with a cosignature.
+    fn latest_cosigned(&self) -> Result<Option<u64>, StoreError>;
+    /// Every fork this node knows of, in id (detection) order.
+    fn forks(&self) -> Result<Vec<ForkRecord>, StoreError>;
 
     // Encryption at rest.
     fn data_keys(&self) -> Result<DataKeyUse, StoreError>;

@@ -30,8 +30,8 @@ use super::{
     AuditEntry, Change, DataKeyUse, Hash32, RecordKey, ResealPage, Store, StoreError, StoreIter,
 };
 use crate::domain::{
-    ArchiveEntry, BreakGlassItem, IndexNotice, MessageId, Notice, Oin, OutboxMessage, Pointer,
-    Pseudonym, ReceivedMelding, Regie, Signal, SignalId, UnixMillis, Waakvlam,
+    ArchiveEntry, BreakGlassItem, ForkRecord, IndexNotice, MessageId, Notice, Oin, OutboxMessage,
+    Pointer, Pseudonym, ReceivedMelding, Regie, Signal, SignalId, UnixMillis, Waakvlam,
 };
 
 /// The largest value the store writes, well under sled's blob threshold.
@@ -86,6 +86,13 @@ const HISTORICAL_MATCH_SUFFIX: u8 = b'h';
 const MELDING: u8 = b'G';
 /// `B<id>`: a break-glass item.
 const BREAK_GLASS: u8 = b'B';
+// Witnessing: signed notes and OINs only, in the clear like the checkpoints.
+/// `w<oin>`: the latest checkpoint of that member's log this node cosigned.
+const WITNESSED: u8 = b'w';
+/// `C<tree size><witness oin>`: a cosignature line on this node's checkpoint.
+const COSIGNATURE: u8 = b'C';
+/// `F<id>`: a fork of a member's log, with its evidence.
+const FORK: u8 = b'F';
 /// `mdata_keys`: what values may be sealed under ([`KeyUse`]).
 const DATA_KEYS_KEY: &[u8] = b"mdata_keys";
 
@@ -443,6 +450,13 @@ fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("records serialise to JSON without fail")
 }
 
+fn utf8(key: &[u8], value: &[u8]) -> Result<String, StoreError> {
+    String::from_utf8(value.to_vec()).map_err(|_| StoreError::Corrupt {
+        key: hex(key),
+        problem: "not UTF-8".into(),
+    })
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -725,6 +739,22 @@ impl BatchBuilder<'_> {
             Change::PutBreakGlass(item) => {
                 self.put_sealed(key(BREAK_GLASS, &[item.id.as_bytes()]), encode(item))?;
             }
+            Change::PutWitnessed { log, note } => self.put(
+                key(WITNESSED, &[log.as_str().as_bytes()]),
+                note.as_bytes().to_vec(),
+            )?,
+            Change::PutCosignature {
+                size,
+                witness,
+                line,
+            } => self.put(
+                key(
+                    COSIGNATURE,
+                    &[&size.to_be_bytes(), witness.as_str().as_bytes()],
+                ),
+                line.as_bytes().to_vec(),
+            )?,
+            Change::PutFork(fork) => self.put(key(FORK, &[fork.id.as_bytes()]), encode(fork))?,
             Change::Reseal(records) => {
                 for record in records {
                     self.reseal(record)?;
@@ -1149,6 +1179,60 @@ impl Store for SledStore {
             .map(|item| {
                 let (k, v) = item?;
                 self.decode(&k, &v)
+            })
+            .collect()
+    }
+
+    fn witnessed(&self, log: &Oin) -> Result<Option<String>, StoreError> {
+        self.tree
+            .get(key(WITNESSED, &[log.as_str().as_bytes()]))?
+            .map(|v| utf8(&[WITNESSED], &v))
+            .transpose()
+    }
+
+    fn cosignatures(&self, size: u64) -> Result<Vec<(Oin, String)>, StoreError> {
+        self.tree
+            .scan_prefix(key(COSIGNATURE, &[&size.to_be_bytes()]))
+            .map(|item| {
+                let (k, v) = item?;
+                let witness = std::str::from_utf8(&k[9..])
+                    .ok()
+                    .and_then(|s| Oin::parse(s).ok())
+                    .ok_or_else(|| StoreError::Corrupt {
+                        key: hex(&k),
+                        problem: "cosignature key names no witness".into(),
+                    })?;
+                Ok((witness, utf8(&k, &v)?))
+            })
+            .collect()
+    }
+
+    fn latest_cosigned(&self) -> Result<Option<u64>, StoreError> {
+        match self.tree.scan_prefix([COSIGNATURE]).next_back() {
+            Some(item) => {
+                let (k, _) = item?;
+                let size: [u8; 8] =
+                    k.get(1..9).and_then(|b| b.try_into().ok()).ok_or_else(|| {
+                        StoreError::Corrupt {
+                            key: hex(&k),
+                            problem: "cosignature key without a tree size".into(),
+                        }
+                    })?;
+                Ok(Some(u64::from_be_bytes(size)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn forks(&self) -> Result<Vec<ForkRecord>, StoreError> {
+        self.tree
+            .scan_prefix([FORK])
+            .map(|item| {
+                let (k, v) = item?;
+                serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+                    key: hex(&k),
+                    problem: e.to_string(),
+                })
             })
             .collect()
     }
