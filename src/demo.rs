@@ -360,16 +360,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, DemoError> {
         }
     }
 
-    let mut story = Story { step: 0 };
-    let played = play(&mut story, &federation).await;
-    let result = match played {
-        Ok(()) => match witness_all(&mut story, &federation).await {
-            Ok(()) => verify_all(&mut story, &federation).await,
-            Err(e) => Err(e),
-        },
-        Err(e) => Err(e),
-    };
-    if let Err(e) = result {
+    if let Err(e) = play_story(&federation).await {
         let _ = federation.shutdown().await;
         return Err(e);
     }
@@ -395,6 +386,15 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, DemoError> {
         "\nDone: the federation stopped gracefully; every exchange above is on record at both ends."
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Plays the demo's story on a running federation of [`demo_members`], printing each step:
+/// the flows, witnessing, and every log verified and reconciled at the end.
+pub async fn play_story(federation: &RunningFederation) -> Result<(), DemoError> {
+    let mut story = Story { step: 0 };
+    play(&mut story, federation).await?;
+    witness_all(&mut story, federation).await?;
+    verify_all(&mut story, federation).await
 }
 
 async fn play(story: &mut Story, federation: &RunningFederation) -> Result<(), DemoError> {

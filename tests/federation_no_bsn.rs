@@ -2,7 +2,7 @@
 //! federation (registrations at several organisations, matches, regie, waakvlam, a melding,
 //! linked signals, break-glass and its review, refusals of mistyped and misplaced BSNs), and
 //! after the demo's own story, no file of any node (stores, keys, secrets, the directory), no
-//! line the process logged, and no byte of the story's peer traffic (tapped in plaintext by
+//! line the process logged, and no byte of either story's peer traffic (tapped in plaintext by
 //! relays that terminate mutual TLS with the nodes' own keys, see `wire_tap`) holds a BSN in
 //! any encoding the code uses: nine ASCII digits, eight for a BSN with a leading zero,
 //! UTF-16LE, or the domain-tagged OPRF input. The local API between a professional's client
@@ -19,7 +19,7 @@ use std::sync::Mutex;
 
 use common_federation::*;
 use kring::api::proto;
-use kring::demo::{DemoArgs, demo_members};
+use kring::demo::demo_members;
 use kring::devnet::RunningFederation;
 use proto::{Category, Relation, Severity};
 
@@ -400,13 +400,25 @@ async fn no_bsn_reaches_any_file_or_log_line_of_any_node() {
         ids.iter().any(|id| contains(&wire, id.as_bytes())),
         "the tapped bytes are plaintext: a signal reference is in them"
     );
-    let demo = base_dir();
-    kring::demo::run(DemoArgs {
-        serve: false,
-        data_dir: Some(demo.path().to_owned()),
-    })
-    .await
-    .expect("the demo plays its story");
+    // The demo's story, its peer traffic through a tap of its own.
+    let (demo, federation, demo_capture) = wire_tap::start_tapped(&demo_members()).await;
+    kring::demo::play_story(&federation)
+        .await
+        .expect("the demo plays its story");
+    federation.shutdown().await.unwrap();
+    let demo_wire = demo_capture.bytes();
+    assert!(
+        demo_capture.connections() >= 10,
+        "the demo's peer traffic went through the tap ({} connections)",
+        demo_capture.connections()
+    );
+    for (what, needle) in &needles {
+        assert!(
+            !contains(&demo_wire, needle),
+            "the demo's peer traffic holds {what} ({} bytes tapped)",
+            demo_wire.len()
+        );
+    }
 
     let mut files = files_under(ours.path());
     files.extend(files_under(demo.path()));
