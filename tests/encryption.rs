@@ -592,6 +592,20 @@ fn a_bad_key_configuration_is_refused_naming_the_key() {
     std::fs::write(dir.path().join("raw.key"), [2u8; 32]).expect("write");
     std::fs::write(dir.path().join("short.key"), b64(&[3u8; 16])).expect("write");
     std::fs::write(dir.path().join("short-raw.key"), [4u8; 16]).expect("write");
+    std::fs::write(dir.path().join("shared.key"), b64(&[5u8; 32])).expect("write");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for (file, mode) in [
+            ("one.key", 0o600),
+            ("raw.key", 0o400),
+            ("short.key", 0o600),
+            ("short-raw.key", 0o600),
+            ("shared.key", 0o640),
+        ] {
+            let path = dir.path().join(file);
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        }
+    }
 
     // Valid: a base64 file and a raw one, key 2 active; one key needs no active_data_key.
     let config = Config::parse(
@@ -621,6 +635,16 @@ fn a_bad_key_configuration_is_refused_naming_the_key() {
             "a missing key file",
             r#"data_keys = [{ id = 1, file = "missing.key" }]"#,
             &["store.data_keys[0].file", "data key 1", "missing.key"],
+        ),
+        (
+            "a key file others may read",
+            r#"data_keys = [{ id = 1, file = "shared.key" }]"#,
+            &[
+                "store.data_keys[0].file",
+                "data key 1",
+                "mode 640",
+                "chmod 600",
+            ],
         ),
         (
             "a short key in base64",

@@ -307,8 +307,25 @@ pub fn parse_env_key(value: &str, id: DataKeyId) -> Result<KeyBytes, String> {
     parse_key(key.as_bytes())
 }
 
-/// Reads a data key file (see [`parse_key`]).
+/// Reads a data key file (see [`parse_key`]). On Unix the file must be readable by its owner
+/// only (mode 0600 or stricter, as `kring store new-key` writes it): a key that other accounts
+/// on the machine can read protects nothing from them.
 pub fn read_key_file(path: &Path) -> Result<KeyBytes, String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "{}: readable or writable by group or others (mode {:o}); allow its owner only (chmod 600)",
+                path.display(),
+                mode & 0o777
+            ));
+        }
+    }
     let bytes =
         Zeroizing::new(std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?);
     parse_key(&bytes).map_err(|e| format!("{}: {e}", path.display()))
