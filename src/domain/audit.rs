@@ -62,11 +62,11 @@ closed_enum! {
         SubjectAccess = "audit.subject_access",
         /// One node's events about a person for subject access, recorded at both ends.
         SubjectAccessFetch = "audit.subject_access_fetch",
-        /// A witness took (cosigned) or refused a peer's checkpoint.
+        /// A witness refused a peer's checkpoint (a cosignature is kept as state, not recorded).
         WitnessCosign = "witness.cosign",
         /// A witness found a peer's checkpoint inconsistent with the one it saw before.
         WitnessFork = "witness.fork",
-        /// A log's checkpoint was cosigned (or refused) by one of its witnesses.
+        /// One of a log's witnesses refused its checkpoint, or its cosignature did not verify.
         CheckpointCosigned = "audit.cosigned",
         /// A fork alert sent to a member of the federation.
         ForkAlertSend = "fork.alert_send",

@@ -266,6 +266,9 @@ impl Witness {
                         None => None,
                     };
                     let refusal = match judge(known.as_ref(), &presented, old_size, &proof) {
+                        // A cosignature is kept as state, not recorded as an event: a log
+                        // whose every round of witnessing added events would never be quiet,
+                        // and every round would be a new checkpoint to witness.
                         Judgement::Cosign(seen) => {
                             if seen == Seen::Keep {
                                 txn.change(Change::PutWitnessed {
@@ -273,7 +276,6 @@ impl Witness {
                                     note: presented.note.clone(),
                                 });
                             }
-                            txn.audit(draft);
                             return Ok(Ok(presented.size));
                         }
                         Judgement::OldSize(known) => WitnessError::OldSize { known },
@@ -564,12 +566,12 @@ impl Witness {
                             let stored = self
                                 .ledger
                                 .commit(move |txn| {
+                                    // Kept, not recorded: see the witness side.
                                     txn.change(Change::PutCosignature {
                                         size,
                                         witness: witness_oin,
                                         line,
                                     });
-                                    txn.audit(draft);
                                 })
                                 .await;
                             return match stored {
