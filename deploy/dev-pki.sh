@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Generates a development PKI for the example configurations in config/: a federation CA and,
-# per organisation, a node certificate (OIN in the subject serialNumber) and an audit signing
-# key. Everything goes to config/pki/, which git ignores. Never use these keys for real data.
+# per organisation, a node certificate (OIN in the subject serialNumber), an audit signing
+# key and a data key for encryption at rest. Everything goes to config/pki/, which git ignores. Never use these keys for real data.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kring() { cargo run --quiet --release -- "$@"; }
@@ -12,6 +12,9 @@ fi
 issue() { # key organisation oin
   if [ ! -f "$pki/$1/node.crt" ]; then
     kring pki issue --dir "$pki" --out "$pki/$1" --organisation "$2" --oin "$3"
+  fi
+  if [ ! -f "$pki/$1/data-1.key" ]; then
+    kring store new-key --out "$pki/$1/data-1.key"
   fi
 }
 issue school "Basisschool De Regenboog" 00000001820000001000

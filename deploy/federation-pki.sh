@@ -7,6 +7,7 @@
 #                                      DNS SANs <node> (its compose service), localhost,
 #                                      127.0.0.1 and ::1), for the local and the peer listener
 #   pki/<node>/audit.key               each node's Ed25519 audit signing key
+#   pki/<node>/data-1.key              each node's AES-256 data key for encryption at rest
 #   pki/authority.key, authority.pub   the authority's signing key and its verifier key, which
 #                                      every configuration pins (federation.authority_key_file)
 #   pki/directory-local.toml           the directory source with endpoints 127.0.0.1:<peer port>
@@ -147,6 +148,10 @@ for config in "${configs[@]}"; do
     kring pki issue --dir "$pki" --out "$pki/$key" --organisation "$name" --oin "$oin" \
       --host "$key" --host localhost --host 127.0.0.1 --host ::1 --days 365 >/dev/null
     echo "issued $key: $name ($oin)"
+  fi
+  if [ ! -f "$pki/$key/data-1.key" ]; then
+    kring store new-key --out "$pki/$key/data-1.key" >/dev/null
+    echo "created data key 1 of $key"
   fi
 
   for target in local compose; do

@@ -955,18 +955,33 @@ fn six_nodes_as_processes_play_the_flows_over_the_command_line() {
         text(&twice)
     );
 
-    // Every node stops gracefully on SIGTERM, and its store verifies offline against its key.
+    // Every node stops gracefully on SIGTERM, and its store, sealed under the node's data
+    // key, verifies offline against its audit key; without the data key it does not open.
     let stopped: Vec<(String, String)> = nodes.into_iter().map(NodeProcess::stop).collect();
     for (key, verifier_key) in stopped {
         let store = deployment.root.join(format!("data/federation/{key}/store"));
-        let output = kring(&[
-            "audit",
-            "verify",
-            "--store",
-            store.to_str().unwrap(),
-            "--key",
-            &verifier_key,
-        ]);
+        let data_key = deployment.pki().join(key.as_str()).join("data-1.key");
+        let verify = |with_key: bool| {
+            let mut args = vec![
+                "audit",
+                "verify",
+                "--store",
+                store.to_str().unwrap(),
+                "--key",
+                &verifier_key,
+            ];
+            if with_key {
+                args.extend(["--data-key", data_key.to_str().unwrap()]);
+            }
+            kring(&args)
+        };
+        let sealed = verify(false);
+        assert!(
+            !sealed.status.success() && text(&sealed).contains("data key 1"),
+            "{key}: a sealed store needs its data key: {}",
+            text(&sealed)
+        );
+        let output = verify(true);
         assert!(output.status.success(), "{key}: {}", text(&output));
         let report = String::from_utf8(output.stdout).unwrap();
         assert!(

@@ -27,6 +27,7 @@ fn every_example_configuration_validates() {
         std::fs::write(pki.join("node.crt"), issued.cert_pem).unwrap();
         std::fs::write(pki.join("node.key"), issued.key_pem).unwrap();
         std::fs::write(pki.join("audit.key"), ed25519_key_pem()).unwrap();
+        kring::store::crypt::write_new_key_file(&pki.join("data-1.key")).unwrap();
         let text = std::fs::read_to_string(examples.join(format!("{key}.toml"))).unwrap();
         let config =
             Config::parse(&text, dir.path()).unwrap_or_else(|e| panic!("config/{key}.toml: {e}"));
@@ -34,5 +35,6 @@ fn every_example_configuration_validates() {
         assert_eq!(config.organisation.org_type, org_type, "{key}");
         assert!(!config.contact_points.is_empty(), "{key}");
         assert!(config.principals.len() >= 2, "{key}");
+        assert!(config.store.keyring.is_some(), "{key} seals its store");
     }
 }
