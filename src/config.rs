@@ -356,10 +356,12 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             "must be between 1 and 30: expired data goes from every node within a minute",
         ));
     }
-    // A fork is found at the first push after it: at most an hour of history unwitnessed.
+    // A fork is found at the first push after it, and a quiet log still pushes every ten
+    // minutes so that its witnesses can tell it from a silent one: rounds at most ten minutes
+    // apart.
     let witness_every_secs = raw.witness.every_secs.unwrap_or(DEFAULT_WITNESS_SECS);
-    if !(1..=3600).contains(&witness_every_secs) {
-        return Err(invalid("witness.every_secs", "must be between 1 and 3600"));
+    if !(1..=600).contains(&witness_every_secs) {
+        return Err(invalid("witness.every_secs", "must be between 1 and 600"));
     }
     let cache_mb = raw.store.cache_mb.unwrap_or(16);
     if !(4..=4096).contains(&cache_mb) {

@@ -144,6 +144,7 @@ pub struct Ledger {
     threads: Mutex<Vec<JoinHandle<()>>>,
     verifier_key: String,
     origin: String,
+    clock: SharedClock,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -220,7 +221,7 @@ impl Ledger {
         let origin = options.origin.clone();
         let writer = Writer {
             store,
-            clock,
+            clock: clock.clone(),
             shared: shared.clone(),
             size,
             frontier,
@@ -246,6 +247,7 @@ impl Ledger {
             threads: Mutex::new(vec![writer, flusher]),
             verifier_key,
             origin,
+            clock,
         })
     }
 
@@ -302,6 +304,11 @@ impl Ledger {
 
     pub fn verifier_key(&self) -> &str {
         &self.verifier_key
+    }
+
+    /// The node's clock, now (reads that judge time, outside a commit).
+    pub fn now(&self) -> UnixMillis {
+        self.clock.now()
     }
 
     pub fn origin(&self) -> &str {

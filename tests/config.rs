@@ -203,16 +203,16 @@ fn every_mistake_is_refused_naming_its_key() {
             &["retention.sweep_every_secs", "within a minute"],
         ),
         (
-            "witnessing less often than every hour",
+            "witnessing less often than every ten minutes",
             "[[contact_points]]",
-            "[witness]\nevery_secs = 3601\n\n[[contact_points]]",
-            &["witness.every_secs", "between 1 and 3600"],
+            "[witness]\nevery_secs = 601\n\n[[contact_points]]",
+            &["witness.every_secs", "between 1 and 600"],
         ),
         (
             "witnessing never",
             "[[contact_points]]",
             "[witness]\nevery_secs = 0\n\n[[contact_points]]",
-            &["witness.every_secs", "between 1 and 3600"],
+            &["witness.every_secs", "between 1 and 600"],
         ),
         (
             "an unknown witness key",

@@ -681,3 +681,61 @@ fn base64_encode(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+/// The logs the GGD witnesses, as its privacy officer sees them.
+async fn witnessed_at_ggd(federation: &RunningFederation) -> Vec<proto::WitnessedLog> {
+    officer(federation, "ggd")
+        .await
+        .audit
+        .list_forks(proto::ListForksRequest {})
+        .await
+        .expect("the GGD's view")
+        .into_inner()
+        .witnessed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_that_stops_showing_its_checkpoints_goes_silent_at_its_witnesses() {
+    let (_dir, mut federation, clock) = start_manual(&members(), |node| {
+        node.config.witness_every = BY_HAND;
+    })
+    .await;
+    for node in NODES {
+        round(&federation, node).await;
+    }
+    let witnessed = witnessed_at_ggd(&federation).await;
+    assert_eq!(witnessed.len(), NODES.len() - 1, "{witnessed:#?}");
+    assert!(
+        witnessed
+            .iter()
+            .all(|l| !l.silent && l.last_heard_unix_ms > 0)
+    );
+
+    // The school stops pushing (here: stops); the others are quiet but keep pushing.
+    federation.stop("school").await.unwrap();
+    clock.advance(25 * 60 * 1000);
+    for node in NODES.iter().filter(|n| **n != "school") {
+        let pushed = round(&federation, node).await;
+        assert!(
+            pushed
+                .iter()
+                .filter(|(oin, _)| oin != SCHOOL)
+                .all(|(_, p)| matches!(p, Pushed::Cosigned(_))),
+            "{node} pushes its unchanged checkpoint after ten minutes: {pushed:?}"
+        );
+    }
+    clock.advance(40 * 60 * 1000);
+    for node in NODES.iter().filter(|n| **n != "school") {
+        round(&federation, node).await;
+    }
+    let witnessed = witnessed_at_ggd(&federation).await;
+    let school = SCHOOL.to_owned();
+    for log in &witnessed {
+        assert_eq!(
+            log.silent,
+            log.log_oin == school,
+            "only the school is silent: {witnessed:#?}"
+        );
+    }
+    federation.shutdown().await.unwrap();
+}

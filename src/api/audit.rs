@@ -16,7 +16,7 @@ use crate::access::{AccessError, AccessReport, AccessService};
 use crate::audit::verify::{self, Verifier};
 use crate::audit::{NoteVerifier, event, merkle, search};
 use crate::auth::Capability;
-use crate::domain::{Action, EventDraft, Pseudonym, Purpose, parse_bsn};
+use crate::domain::{Action, EventDraft, Pseudonym, Purpose, UnixMillis, parse_bsn};
 use crate::domain::{BreakGlassItem, Review};
 use crate::ledger::{Ledger, store_hashes};
 use crate::signals::SignalService;
@@ -331,11 +331,32 @@ impl proto::audit_server::Audit for AuditApi {
     ) -> Result<Response<proto::ListForksResponse>, Status> {
         let call = self.begin(request.metadata(), Action::AuditForks).await?;
         let result = async {
-            let forks = self.ledger().store().forks()?;
+            let store = self.ledger().store();
+            let forks = store.forks()?;
+            let now = self.ledger().now();
+            let witnessed = store
+                .witnessed_logs()?
+                .into_iter()
+                .map(|(log, note, heard)| {
+                    let tree_size = crate::audit::checkpoint::parse_unverified(&note)
+                        .map(|c| c.size)
+                        .unwrap_or(0);
+                    // A log witnessed before its pushes were timed counts from now on.
+                    let heard = heard.unwrap_or(UnixMillis(0));
+                    proto::WitnessedLog {
+                        log_oin: log.to_string(),
+                        tree_size,
+                        last_heard_unix_ms: heard.0,
+                        silent: heard.0 > 0
+                            && now.0 - heard.0 > crate::federation::witness::SILENT_AFTER_MILLIS,
+                    }
+                })
+                .collect();
             self.record(&call, Vec::new(), "forks".into(), None).await?;
             Ok(proto::ListForksResponse {
                 forks: forks.iter().map(convert::fork).collect(),
                 transaction_id: call.transaction_id(),
+                witnessed,
             })
         }
         .await;

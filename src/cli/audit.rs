@@ -40,7 +40,8 @@ pub enum AuditCommand {
         #[arg(long, requires = "cosigned")]
         tree_size: Option<u64>,
     },
-    /// The forks of members' audit logs this node found as a witness or was alerted to.
+    /// The forks of members' audit logs this node found as a witness or was alerted to, and
+    /// the logs it witnesses that went silent (no checkpoint pushed for an hour).
     Forks {
         #[command(flatten)]
         connection: Connection,
@@ -366,6 +367,17 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
             }
             for fork in &response.forks {
                 println!("{}", crate::cli_support::render_fork(fork));
+            }
+            for log in response.witnessed.iter().filter(|l| l.silent) {
+                println!(
+                    "silent: the log of {} has not pushed a checkpoint here since {} (tree size {}); a log that stops showing its checkpoints to its witnesses may be hiding a rewrite",
+                    log.log_oin,
+                    crate::domain::UnixMillis(log.last_heard_unix_ms).rfc3339(),
+                    log.tree_size
+                );
+            }
+            if !response.witnessed.is_empty() && response.witnessed.iter().all(|l| !l.silent) {
+                println!("witnessing {} logs, none silent", response.witnessed.len());
             }
         }
         AuditCommand::Checkpoint {

@@ -29,10 +29,17 @@ use crate::clock::SharedClock;
 use crate::directory::Member;
 use crate::domain::{
     Action, Actor, EventDraft, ForkKind, ForkRecord, MessageId, Oin, OutboxBody, OutboxMessage,
-    PrincipalId, Purpose, TransactionId,
+    PrincipalId, Purpose, TransactionId, UnixMillis,
 };
 use crate::ledger::{Ledger, LedgerError, store_hashes};
 use crate::store::{Change, StoreError};
+
+/// A log with nothing new still pushes its checkpoint to each witness this often, so that its
+/// witnesses can tell a quiet log from one that stopped showing its checkpoints.
+pub const HEARTBEAT_MILLIS: i64 = 10 * 60 * 1000;
+/// A witnessed log not heard from for this long is silent: with rounds at most ten minutes
+/// apart (`witness.every_secs`), that is three heartbeats missed.
+pub const SILENT_AFTER_MILLIS: i64 = 60 * 60 * 1000;
 
 /// The longest consistency proof accepted: a tree of 2^63 leaves needs fewer hashes.
 pub const MAX_PROOF_HASHES: usize = 128;
@@ -154,6 +161,8 @@ pub struct Witness {
     /// The size each witness last cosigned of this node's log, as far as this run knows; a
     /// witness that knows better says so and the push is retried from its size.
     cosigned: Mutex<HashMap<Oin, u64>>,
+    /// When each witness last cosigned a push of this run (for the heartbeat).
+    last_push: Mutex<HashMap<Oin, UnixMillis>>,
 }
 
 impl std::fmt::Debug for Witness {
@@ -183,6 +192,7 @@ impl Witness {
             clock,
             outbox,
             cosigned: Mutex::new(HashMap::new()),
+            last_push: Mutex::new(HashMap::new()),
         }
     }
 
@@ -276,6 +286,7 @@ impl Witness {
                                     note: presented.note.clone(),
                                 });
                             }
+                            txn.change(Change::PutHeard { log, at: txn.now() });
                             return Ok(Ok(presented.size));
                         }
                         Judgement::OldSize(known) => WitnessError::OldSize { known },
@@ -513,7 +524,14 @@ impl Witness {
             Err(e) => return Pushed::Refused(e.to_string()),
         };
         let mut old = self.known(&witness.oin);
-        if old == head.size {
+        let now = self.clock.now();
+        let heard_lately = self
+            .last_push
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&witness.oin)
+            .is_some_and(|at| now.0 - at.0 < HEARTBEAT_MILLIS);
+        if old == head.size && heard_lately {
             return Pushed::Unchanged;
         }
         let transaction = TransactionId::new();
@@ -580,6 +598,10 @@ impl Witness {
                                         .lock()
                                         .unwrap_or_else(|e| e.into_inner())
                                         .insert(witness_oin, size);
+                                    self.last_push
+                                        .lock()
+                                        .unwrap_or_else(|e| e.into_inner())
+                                        .insert(witness_oin, now);
                                     Pushed::Cosigned(size)
                                 }
                                 Err(e) => {

@@ -125,6 +125,11 @@ pub enum Change {
         log: Oin,
         note: String,
     },
+    /// When a member's log last pushed a checkpoint this node cosigned as its witness.
+    PutHeard {
+        log: Oin,
+        at: UnixMillis,
+    },
     /// A witness's cosignature line on this node's checkpoint of `size`.
     PutCosignature {
         size: u64,
@@ -261,6 +266,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     // Witnessing.
     /// The latest checkpoint of `log` this node cosigned as its witness.
     fn witnessed(&self, log: &Oin) -> Result<Option<String>, StoreError>;
+    /// Every log this node witnesses: its latest cosigned checkpoint, and when it was last
+    /// heard from (none if never recorded), in OIN order.
+    fn witnessed_logs(&self) -> Result<Vec<(Oin, String, Option<UnixMillis>)>, StoreError>;
     /// The cosignature lines on this node's checkpoint of `size`, by witness.
     fn cosignatures(&self, size: u64) -> Result<Vec<(Oin, String)>, StoreError>;
     /// The size of the latest of this node's checkpoints with a cosignature.

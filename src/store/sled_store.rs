@@ -89,6 +89,8 @@ const BREAK_GLASS: u8 = b'B';
 // Witnessing: signed notes and OINs only, in the clear like the checkpoints.
 /// `w<oin>`: the latest checkpoint of that member's log this node cosigned.
 const WITNESSED: u8 = b'w';
+/// `L<oin>`: when that member's log last pushed a checkpoint this node cosigned (u64 BE ms).
+const HEARD: u8 = b'L';
 /// `C<tree size><witness oin>`: a cosignature line on this node's checkpoint.
 const COSIGNATURE: u8 = b'C';
 /// `F<id>`: a fork of a member's log, with its evidence.
@@ -743,6 +745,10 @@ impl BatchBuilder<'_> {
                 key(WITNESSED, &[log.as_str().as_bytes()]),
                 note.as_bytes().to_vec(),
             )?,
+            Change::PutHeard { log, at } => self.put(
+                key(HEARD, &[log.as_str().as_bytes()]),
+                at.0.to_be_bytes().to_vec(),
+            )?,
             Change::PutCosignature {
                 size,
                 witness,
@@ -1188,6 +1194,34 @@ impl Store for SledStore {
             .get(key(WITNESSED, &[log.as_str().as_bytes()]))?
             .map(|v| utf8(&[WITNESSED], &v))
             .transpose()
+    }
+
+    fn witnessed_logs(&self) -> Result<Vec<(Oin, String, Option<UnixMillis>)>, StoreError> {
+        self.tree
+            .scan_prefix([WITNESSED])
+            .map(|item| {
+                let (k, v) = item?;
+                let log = std::str::from_utf8(&k[1..])
+                    .ok()
+                    .and_then(|s| Oin::parse(s).ok())
+                    .ok_or_else(|| StoreError::Corrupt {
+                        key: hex(&k),
+                        problem: "witnessed key names no member".into(),
+                    })?;
+                let heard = match self.tree.get(key(HEARD, &[log.as_str().as_bytes()]))? {
+                    Some(at) => {
+                        let at: [u8; 8] =
+                            at.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                                key: format!("heard {log}"),
+                                problem: "not 8 bytes".into(),
+                            })?;
+                        Some(UnixMillis(i64::from_be_bytes(at)))
+                    }
+                    None => None,
+                };
+                Ok((log, utf8(&k, &v)?, heard))
+            })
+            .collect()
     }
 
     fn cosignatures(&self, size: u64) -> Result<Vec<(Oin, String)>, StoreError> {
