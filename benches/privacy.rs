@@ -16,6 +16,11 @@
 //! default 10), `--concurrency N` (pseudonym calls in flight, default 16), `--only chain` or
 //! `--only registrations`.
 
+// The allocator the `kring` binary runs with (see src/main.rs), so that the nodes here cost what
+// they cost in production.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -43,7 +48,12 @@ fn arg(name: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1).cloned())
 }
 
+/// mimalloc's `mi_option_purge_delay`, as src/main.rs sets it.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
 fn main() {
+    // SAFETY: options are set before any other thread exists.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
     kring::tls::install_provider();
     if std::env::args().any(|a| a == "--list") {
         return;
