@@ -14,6 +14,8 @@
 //! background, written straight into each source's store and the index's store (with random
 //! pseudonyms), so that a run takes minutes rather than hours.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -51,7 +53,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("a runtime");
-    println!("kring federation benchmark, machine: {}", machine());
+    println!("kring federation benchmark, machine: {}", common::machine());
     if notices > 0 {
         runtime.block_on(notice_latency(notices));
     }
@@ -426,18 +428,4 @@ async fn linked_signals_latency(total: usize, queries: usize) {
         ms(percentile(&latencies, 0.99)),
     );
     federation.shutdown().await.unwrap();
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("{cores} cores, {cpu}")
 }

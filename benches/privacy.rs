@@ -21,6 +21,8 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -68,7 +70,7 @@ fn main() {
         .build()
         .expect("a runtime");
     let only = arg("--only");
-    println!("kring privacy benchmark, machine: {}", machine());
+    println!("kring privacy benchmark, machine: {}", common::machine());
     let seconds = Duration::from_secs(seconds);
     if only.as_deref() != Some("registrations") {
         runtime.block_on(chain(seconds, concurrency));
@@ -308,18 +310,4 @@ async fn load(client: LocalClient, seconds: Duration) -> f64 {
         task.await.unwrap();
     }
     counted.load(Ordering::Relaxed) as f64 / seconds.as_secs_f64()
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("{cores} cores, {cpu}")
 }

@@ -10,6 +10,8 @@
 //! server is this binary re-executed with `--serve-empty`, using kring's TLS listener and
 //! tonic exactly as the node does, with handlers that do nothing.
 
+mod common;
+
 use std::io::Write;
 use std::net::TcpListener as StdListener;
 use std::path::Path;
@@ -296,7 +298,7 @@ async fn run(options: Options) {
         options.clients,
         options.seconds,
         options.runs,
-        machine()
+        common::machine()
     );
     let mut rows = Vec::new();
     let mut rss = Vec::new();
@@ -463,20 +465,6 @@ fn verification(events: u64) {
         built.as_secs_f64()
     );
     let _ = std::io::stdout().flush();
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("{cores} cores, {cpu}")
 }
 
 /// Serves the Signals service with handlers that do nothing, on kring's TLS listener.

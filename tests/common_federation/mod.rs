@@ -149,10 +149,20 @@ pub async fn start_with_directory(
     members: &[DevMember],
     edit: impl Fn(&mut DirectoryContent),
 ) -> (TempDir, RunningFederation) {
-    let clock: SharedClock = Arc::new(SystemClock);
+    start_edited(members, Arc::new(SystemClock), |_| {}, edit).await
+}
+
+/// Plans a federation, adjusts its nodes, re-signs its directory after `edit`, and starts it
+/// on `clock`, planning again on other ports when one was taken meanwhile.
+async fn start_edited(
+    members: &[DevMember],
+    clock: SharedClock,
+    mut adjust: impl FnMut(&mut PlannedNode),
+    edit: impl Fn(&mut DirectoryContent),
+) -> (TempDir, RunningFederation) {
     for _ in 0..5 {
         let dir = base_dir();
-        let planned = plan(members, &dir, clock.now(), |_| {});
+        let planned = plan(members, &dir, clock.now(), &mut adjust);
         let mut content = planned.directory.content().clone();
         edit(&mut content);
         let note = Directory::new(content)
@@ -236,33 +246,14 @@ pub async fn start_manual(
 pub async fn start_manual_for_years(
     members: &[DevMember],
     years: i32,
-    mut adjust: impl FnMut(&mut PlannedNode),
+    adjust: impl FnMut(&mut PlannedNode),
 ) -> (TempDir, RunningFederation, ManualClock) {
     let clock = ManualClock::new(SystemClock.now());
-    let shared: SharedClock = Arc::new(clock.clone());
-    for _ in 0..5 {
-        let dir = base_dir();
-        let planned = plan(members, &dir, clock.now(), &mut adjust);
-        let mut content = planned.directory.content().clone();
+    let (dir, federation) = start_edited(members, Arc::new(clock.clone()), adjust, |content| {
         content.expires_at = content.issued_at.plus_years(years);
-        let note = Directory::new(content)
-            .expect("the longer-lived directory is valid")
-            .sign(&planned.authority);
-        let file = planned.nodes[0]
-            .config
-            .federation
-            .as_ref()
-            .expect("a federated node")
-            .directory_file
-            .clone();
-        std::fs::write(file, note).expect("the directory file is written");
-        match planned.start(shared.clone()).await {
-            Ok(federation) => return (dir, federation, clock),
-            Err(e) if port_taken(&e) => continue,
-            Err(e) => panic!("the federation starts: {e}"),
-        }
-    }
-    panic!("no free ports for a federation in five plans");
+    })
+    .await;
+    (dir, federation, clock)
 }
 
 pub fn base_dir() -> TempDir {
