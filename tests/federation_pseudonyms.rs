@@ -80,12 +80,7 @@ fn evaluate_in(
     blinded: Vec<Vec<u8>>,
     on_behalf_of: &str,
 ) -> tonic::Request<proto::EvaluateRequest> {
-    let mut request = tonic::Request::new(evaluate(blinded, on_behalf_of));
-    request.metadata_mut().insert(
-        kring::api::TRANSACTION_HEADER,
-        transaction.parse().expect("an ASCII transaction id"),
-    );
-    request
+    in_transaction(evaluate(blinded, on_behalf_of), transaction)
 }
 
 /// The demo's members with only the first pseudonym service.

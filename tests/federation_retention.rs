@@ -673,15 +673,14 @@ async fn a_retraction_or_publication_without_a_known_reason_is_refused_and_chang
     );
     for reason in [0, 7, -3] {
         let transaction = new_transaction();
-        let mut request = tonic::Request::new(proto::RetractRequest {
-            message_id: kring::domain::MessageId::new().to_string(),
-            transaction_id: transaction.clone(),
-            signal_ref: school_signal.id.clone(),
-            reason,
-        });
-        request.metadata_mut().insert(
-            kring::api::TRANSACTION_HEADER,
-            transaction.parse().expect("an ASCII transaction id"),
+        let request = in_transaction(
+            proto::RetractRequest {
+                message_id: kring::domain::MessageId::new().to_string(),
+                transaction_id: transaction.clone(),
+                signal_ref: school_signal.id.clone(),
+                reason,
+            },
+            &transaction,
         );
         refused(
             index.retract(request).await,
@@ -699,18 +698,17 @@ async fn a_retraction_or_publication_without_a_known_reason_is_refused_and_chang
         .await;
     }
     let transaction = new_transaction();
-    let mut request = tonic::Request::new(proto::PublishRequest {
-        message_id: kring::domain::MessageId::new().to_string(),
-        transaction_id: transaction.clone(),
-        signal_ref: SignalId::new().to_string(),
-        subject: vec![7; 32],
-        related: vec![],
-        expires_at_unix_ms: UnixMillis(i64::MAX).0,
-        expiry_reason: 9,
-    });
-    request.metadata_mut().insert(
-        kring::api::TRANSACTION_HEADER,
-        transaction.parse().expect("an ASCII transaction id"),
+    let request = in_transaction(
+        proto::PublishRequest {
+            message_id: kring::domain::MessageId::new().to_string(),
+            transaction_id: transaction.clone(),
+            signal_ref: SignalId::new().to_string(),
+            subject: vec![7; 32],
+            related: vec![],
+            expires_at_unix_ms: UnixMillis(i64::MAX).0,
+            expiry_reason: 9,
+        },
+        &transaction,
     );
     refused(
         index.publish(request).await,

@@ -654,10 +654,7 @@ async fn refusals_are_precise_change_nothing_and_peers_check_the_policy_themselv
         },
     ];
     for (mut peer, transaction, request, code, code_name, names) in peer_cases {
-        let mut request = tonic::Request::new(request);
-        request
-            .metadata_mut()
-            .insert(kring::api::TRANSACTION_HEADER, transaction.parse().unwrap());
+        let request = in_transaction(request, &transaction);
         refused(peer.subject_access(request).await, code, names);
         audited_refusal(
             &federation,

@@ -373,14 +373,14 @@ async fn bad_pushes_get_a_precise_status_change_nothing_and_are_audited() {
         .expect("a checkpoint");
     let push = |old_size: u64, proof: Vec<Vec<u8>>, note: String| {
         let transaction = new_transaction();
-        let mut request = tonic::Request::new(proto::AddCheckpointRequest {
-            old_size,
-            consistency_proof: proof,
-            checkpoint: note,
-        });
-        request
-            .metadata_mut()
-            .insert(kring::api::TRANSACTION_HEADER, transaction.parse().unwrap());
+        let request = in_transaction(
+            proto::AddCheckpointRequest {
+                old_size,
+                consistency_proof: proof,
+                checkpoint: note,
+            },
+            &transaction,
+        );
         (transaction, request)
     };
 

@@ -446,6 +446,16 @@ pub async fn matches_until(
     .await
 }
 
+/// `message` as a request in exchange `transaction`, as a peer's client sends it.
+pub fn in_transaction<T>(message: T, transaction: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        TRANSACTION_HEADER,
+        transaction.parse().expect("an ASCII transaction id"),
+    );
+    request
+}
+
 /// The transaction id a node put on a response or a refusal.
 pub fn transaction_of(metadata: &tonic::metadata::MetadataMap) -> String {
     metadata
