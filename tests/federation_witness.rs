@@ -12,7 +12,7 @@ use std::time::Duration;
 use common_federation::*;
 use kring::api::proto;
 use kring::audit::cosignature::{self, CosignatureError, WitnessKey};
-use kring::audit::{NoteSigner, NoteVerifier, checkpoint};
+use kring::audit::{NoteSigner, NoteVerifier, SignedCheckpoint, checkpoint};
 use kring::clock::{SharedClock, SystemClock};
 use kring::demo::DevOrganisation;
 use kring::devnet::{DevMember, RunningFederation};
@@ -90,6 +90,13 @@ fn witness_keys(federation: &RunningFederation, log: &str) -> Vec<String> {
         .filter(|n| **n != log)
         .map(|n| pinned_key(federation, n))
         .collect()
+}
+
+/// `node` signs a checkpoint of what is new; its latest durable checkpoint.
+async fn signed_head(federation: &RunningFederation, node: &str) -> SignedCheckpoint {
+    let ledger = federation.node(node).ledger();
+    ledger.checkpoint().await.expect("a checkpoint is signed");
+    ledger.durable().checkpoint.expect("a checkpoint")
 }
 
 async fn round(federation: &RunningFederation, node: &str) -> Vec<(String, Pushed)> {
@@ -321,22 +328,10 @@ async fn a_growing_log_is_cosigned_again_with_a_consistency_proof() {
             .all(|(_, p)| *p == Pushed::Unchanged),
         "witnessing alone keeps the log growing: {rounds:?}"
     );
-    let cosigned_size = federation
-        .node("school")
-        .ledger()
-        .durable()
-        .checkpoint
-        .unwrap()
-        .size;
+    let cosigned_size = signed_head(&federation, "school").await.size;
     assert_eq!(round(&federation, "school").await.len(), 3);
     assert_eq!(
-        federation
-            .node("school")
-            .ledger()
-            .durable()
-            .checkpoint
-            .unwrap()
-            .size,
+        signed_head(&federation, "school").await.size,
         cosigned_size,
         "witnessing alone does not grow the log"
     );
@@ -359,18 +354,7 @@ async fn bad_pushes_get_a_precise_status_change_nothing_and_are_audited() {
     let mut ggd = proto::witness_client::WitnessClient::new(
         peer_channel(&federation, "ggd", &school_identity).await,
     );
-    federation
-        .node("school")
-        .ledger()
-        .checkpoint()
-        .await
-        .unwrap();
-    let head = federation
-        .node("school")
-        .ledger()
-        .durable()
-        .checkpoint
-        .expect("a checkpoint");
+    let head = signed_head(&federation, "school").await;
     let push = |old_size: u64, proof: Vec<Vec<u8>>, note: String| {
         let transaction = new_transaction();
         let request = in_transaction(
@@ -419,18 +403,7 @@ async fn bad_pushes_get_a_precise_status_change_nothing_and_are_audited() {
     .await;
 
     // Another member's checkpoint: not signed by the key pinned for the caller.
-    federation
-        .node("index")
-        .ledger()
-        .checkpoint()
-        .await
-        .unwrap();
-    let index_head = federation
-        .node("index")
-        .ledger()
-        .durable()
-        .checkpoint
-        .unwrap();
+    let index_head = signed_head(&federation, "index").await;
     let (transaction, request) = push(0, Vec::new(), index_head.note);
     refused(
         ggd.add_checkpoint(request).await,
@@ -461,18 +434,7 @@ async fn bad_pushes_get_a_precise_status_change_nothing_and_are_audited() {
         .expect("the cosignature verifies under the GGD's pinned key");
     let mut school = client(&federation, ("school", "m.jansen")).await;
     register_ok(&mut school, worry(CHILD, &[])).await;
-    federation
-        .node("school")
-        .ledger()
-        .checkpoint()
-        .await
-        .unwrap();
-    let grown = federation
-        .node("school")
-        .ledger()
-        .durable()
-        .checkpoint
-        .unwrap();
+    let grown = signed_head(&federation, "school").await;
     assert!(grown.size > head.size);
     let grown_note = grown.note.clone();
     let (_, request) = push(0, Vec::new(), grown.note);
