@@ -149,6 +149,13 @@ impl RunningNode {
             Some(settings) => Some(join_federation(&ledger, organisation, settings, &clock).await?),
             None => None,
         };
+        if federation.is_some() && config.store.keyring.is_none() {
+            // A deleted value can outlive its deletion in sled's files: a delivered
+            // publication's federation pseudonyms, an expired signal.
+            tracing::warn!(
+                "values are stored in the clear ([store] has no data_keys): deleted values, such as the federation pseudonyms of delivered publications and expired signals, may stay readable in the store's files until sled rewrites them"
+            );
+        }
         let peers: Option<Arc<dyn Peers>> = federation
             .as_ref()
             .map(|f| Arc::new(api::peer_client::GrpcPeers::new(f.clone())) as Arc<dyn Peers>);

@@ -409,3 +409,113 @@ async fn the_index_holds_pseudonyms_it_cannot_compute_alone_or_with_one_service(
     assert_eq!(pseudonym_under(CHILD, &[&a, &b]), held);
     federation.shutdown().await.unwrap();
 }
+
+/// The subjects of the first `action` event about `object` at `node`, once it is recorded.
+async fn subjects_of(
+    federation: &RunningFederation,
+    node: &str,
+    action: proto::AuditAction,
+    object: &str,
+) -> Vec<Pseudonym> {
+    let mut subjects = eventually("the event is recorded", || async {
+        events(federation, node, action)
+            .await
+            .into_iter()
+            .find(|e| e.object == object)
+            .map(|e| e.subjects)
+    })
+    .await
+    .iter()
+    .map(|s| Pseudonym::parse(s).expect("a pseudonym"))
+    .collect::<Vec<_>>();
+    subjects.sort();
+    subjects
+}
+
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("a readable directory") {
+        let path = entry.expect("an entry").path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_organisation_store_and_the_index_store_meet_only_through_the_organisation_key() {
+    // Sealed stores, as every shipped configuration has them: a delivered outbox message's
+    // value can outlive its deletion in sled's log-structured files, and only the seal keeps
+    // the federation pseudonym it carried out of them (see ARCHITECTURE.md).
+    let (dir, federation) = start(&demo_members()).await;
+    let mut school = client(&federation, SCHOOL_AF).await;
+    let signal = register_ok(
+        &mut school,
+        worry(CHILD, &[(MOTHER, proto::Relation::Parent)]),
+    )
+    .await;
+    let object = format!("signal:{}", signal.id);
+    let at_index = subjects_of(
+        &federation,
+        "index",
+        proto::AuditAction::PointerPublish,
+        &object,
+    )
+    .await;
+    let at_school = subjects_of(
+        &federation,
+        "school",
+        proto::AuditAction::SignalRegister,
+        &object,
+    )
+    .await;
+    assert_eq!((at_index.len(), at_school.len()), (2, 2));
+    assert!(
+        at_index.iter().all(|p| !at_school.contains(p)),
+        "the school and the index hold no pseudonym in common"
+    );
+    // The school's key joins them: each of its local pseudonyms is the HMAC of one the index
+    // holds. (That key is the node secret beside the store, not in it.)
+    let secret = kring::pseudonym::read_or_create_secret(&federation.configs["school"].secret_file)
+        .expect("the school's node secret");
+    let local = kring::pseudonym::LocalPseudonyms::from_secret(&secret);
+    let mut joined: Vec<Pseudonym> = at_index.iter().map(|p| local.local(p)).collect();
+    joined.sort();
+    assert_eq!(joined, at_school);
+    let store_dir = federation.configs["school"].data_dir.join("store");
+    assert!(!secret.is_empty() && !store_dir.join("node.secret").exists());
+    federation.shutdown().await.unwrap();
+
+    // The school's store holds its local pseudonyms (in its keys, in the clear) and none of the
+    // federation's; the index's store holds the federation's. A pseudonym is looked for as its
+    // bytes and as the text the code writes (base64url).
+    let in_files = |node: &str, pseudonym: &Pseudonym| {
+        let text = pseudonym.to_string();
+        files_under(&dir.path().join(node).join("store"))
+            .iter()
+            .any(|f| {
+                let bytes = std::fs::read(f).expect("a readable file");
+                bytes.windows(32).any(|w| w == pseudonym.0)
+                    || bytes.windows(text.len()).any(|w| w == text.as_bytes())
+            })
+    };
+    for p in &at_school {
+        assert!(
+            in_files("school", p),
+            "the school's store holds its pseudonym"
+        );
+    }
+    for p in &at_index {
+        assert!(
+            in_files("index", p),
+            "the index's store holds the pseudonym"
+        );
+        assert!(
+            !in_files("school", p),
+            "the school's store holds a federation pseudonym"
+        );
+    }
+}
