@@ -12,9 +12,13 @@
 //!    through the chain, with and without encryption. In the federated cases the services and
 //!    the index run in this process too, on the same two cores.
 //!
+//! 3. split: the same registrations with the organisation node and its load pinned to one core
+//!    and, in the federated case, the services and the index pinned to the other, as if on
+//!    machines of their own: standalone and plain against federated and sealed.
+//!
 //! Run: `cargo bench --bench privacy` (release). Options after `--`: `--seconds N` (per case,
-//! default 10), `--concurrency N` (pseudonym calls in flight, default 16), `--only chain` or
-//! `--only registrations`.
+//! default 10), `--concurrency N` (pseudonym calls in flight, default 16), `--only chain`,
+//! `--only registrations` or `--only split`.
 
 // The allocator the `kring` binary runs with (see src/main.rs), so that the nodes here cost what
 // they cost in production.
@@ -72,12 +76,130 @@ fn main() {
     let only = arg("--only");
     println!("kring privacy benchmark, machine: {}", common::machine());
     let seconds = Duration::from_secs(seconds);
-    if only.as_deref() != Some("registrations") {
+    if only.as_deref().is_none_or(|o| o == "chain") {
         runtime.block_on(chain(seconds, concurrency));
     }
-    if only.as_deref() != Some("chain") {
+    if only.as_deref().is_none_or(|o| o == "registrations") {
         runtime.block_on(registrations(seconds));
     }
+    drop(runtime);
+    if only.as_deref().is_none_or(|o| o == "split") {
+        split(seconds);
+    }
+}
+
+/// Keeps the calling thread, and the threads it starts from now on, on one core.
+fn pin_to(core: usize) {
+    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET and sched_setaffinity read and
+    // write only that set, for the calling thread (pid 0).
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// A runtime whose threads (workers and blocking pool) all run on `core`.
+fn runtime_on(core: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .on_thread_start(move || pin_to(core))
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+/// The organisation node and the load on core 0; in the federated case the services and the
+/// index on core 1, as if on machines of their own. What the organisation's registrations cost
+/// it, with and without the hardening, where the services' work is not its own.
+fn split(seconds: Duration) {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        println!("\nsplit: needs two cores");
+        return;
+    }
+    println!(
+        "\nsplit: the organisation node and its {IN_FLIGHT} registrations in flight on core 0; \
+         the pseudonym services and the index on core 1; {} s per case after a 2 s warm-up",
+        seconds.as_secs()
+    );
+    println!(
+        "| organisation node (core 0) | pseudonyms | values at rest | registrations/s | vs. standalone |"
+    );
+    println!("|---|---|---|---|---|");
+    let organisation_core = runtime_on(0);
+    let federation_core = runtime_on(1);
+    let clock: kring::clock::SharedClock = Arc::new(SystemClock);
+
+    // Standalone, plain: the node as it was before the hardening.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = DevCa::generate("kring benchmark CA").unwrap();
+    let organisation = DevOrganisation::new("Basisschool", "00000001820000001000", OrgType::School)
+        .principal("p", &[Role::Signaler]);
+    let dev = dev_node(&ca, &organisation, &dir.path().join("school")).unwrap();
+    pin_to(0);
+    let node = organisation_core
+        .block_on(RunningNode::start(dev.config, clock.clone()))
+        .expect("the node starts");
+    let before = organisation_core.block_on(async {
+        let client = connect(&ca, &node, &dev.tokens["p"]).await;
+        load(client, seconds).await
+    });
+    organisation_core.block_on(node.shutdown()).unwrap();
+    println!("| standalone | keyed (HMAC) | plain | {before:.0} | 100% |");
+
+    // Federated and sealed: every registration through the chain, the pointer to the index.
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = plan(dir.path(), true);
+    let ca = plan.ca.clone();
+    let mut started = Vec::new();
+    let mut school = None;
+    for mut planned in plan.nodes.drain(..) {
+        planned.release_ports();
+        let core = usize::from(planned.key != "school");
+        pin_to(core);
+        let runtime = if core == 0 {
+            &organisation_core
+        } else {
+            &federation_core
+        };
+        let node = runtime
+            .block_on(RunningNode::start(planned.config, clock.clone()))
+            .expect("the node starts");
+        if planned.key == "school" {
+            school = Some((started.len(), planned.tokens["p"].clone()));
+        }
+        started.push((core, node));
+    }
+    pin_to(0);
+    let (at, token) = school.expect("the plan has the school");
+    let after = organisation_core.block_on(async {
+        let client = connect(&ca, &started[at].1, &token).await;
+        load(client, seconds).await
+    });
+    println!(
+        "| federated | OPRF, two services | AES-256-GCM | {after:.0} | {:.0}% |",
+        100.0 * after / before
+    );
+    for (core, node) in started {
+        let runtime = if core == 0 {
+            &organisation_core
+        } else {
+            &federation_core
+        };
+        runtime.block_on(node.shutdown()).unwrap();
+    }
+}
+
+async fn connect(ca: &DevCa, node: &RunningNode, token: &str) -> LocalClient {
+    let roots = kring::tls::roots_from_pem(ca.cert_pem().as_bytes()).unwrap();
+    LocalClient::connect(
+        &node.local_addr().to_string(),
+        "localhost",
+        roots,
+        Some(token),
+    )
+    .await
+    .expect("a connection")
 }
 
 /// A valid BSN from a counter: eight digits and the elfproef check digit.
@@ -112,6 +234,13 @@ fn member(key: &str, name: &str, oin: &str, org_type: OrgType, roles: &[NodeRole
 /// Two pseudonym services, the index and one organisation, under a policy whose rate limit
 /// is far above what the machine can ask.
 async fn start(dir: &std::path::Path, encrypted: bool) -> RunningFederation {
+    plan(dir, encrypted)
+        .start(Arc::new(SystemClock))
+        .await
+        .expect("a federation")
+}
+
+fn plan(dir: &std::path::Path, encrypted: bool) -> DevFederation {
     let members = [
         member(
             "pseudonyms",
@@ -151,9 +280,7 @@ async fn start(dir: &std::path::Path, encrypted: bool) -> RunningFederation {
             node.config.store.keyring = None;
         }
     }
-    plan.start(Arc::new(SystemClock))
-        .await
-        .expect("a federation")
+    plan
 }
 
 async fn chain(seconds: Duration, concurrency: usize) {

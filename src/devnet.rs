@@ -55,6 +55,15 @@ pub struct PlannedNode {
     reserved: Vec<std::net::TcpListener>,
 }
 
+impl PlannedNode {
+    /// Lets go of the node's ports, for a caller that starts the node itself
+    /// ([`RunningNode::start`] with this configuration) rather than through
+    /// [`DevFederation::start`].
+    pub fn release_ports(&mut self) {
+        self.reserved.clear();
+    }
+}
+
 /// A federation configured but not started.
 #[derive(Debug)]
 pub struct DevFederation {
@@ -205,7 +214,7 @@ impl DevFederation {
             configs: BTreeMap::new(),
         };
         for mut planned in self.nodes {
-            planned.reserved.clear();
+            planned.release_ports();
             let node = RunningNode::start(planned.config.clone(), clock.clone()).await?;
             running.tokens.insert(planned.key.clone(), planned.tokens);
             running.configs.insert(planned.key.clone(), planned.config);

@@ -3,9 +3,10 @@
 //! directory pins for that same OIN. Every refusal is UNAUTHENTICATED, names the rule, and is
 //! audited before the answer goes back.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use tonic::Status;
@@ -28,6 +29,49 @@ pub struct PeerGate {
     federation: Arc<Federation>,
     ledger: Arc<Ledger>,
     clock: SharedClock,
+    /// Chains that verified to the federation CA, by the SHA-256 of their certificates, with
+    /// what the gate reads from them: verifying a chain (an ECDSA signature, a verifier built
+    /// from the roots) on every call of a long-lived connection cost more than the call. The
+    /// dates are checked again on every use, and the directory's pins on every call.
+    verified: Mutex<HashMap<[u8; 32], Verified>>,
+}
+
+/// A chain that verified, and what the gate needs of it.
+#[derive(Debug, Clone, Copy)]
+struct Verified {
+    /// The latest start and the earliest end of the chain's certificates, Unix seconds.
+    not_before: i64,
+    not_after: i64,
+    claimed: Option<Oin>,
+    pin: [u8; 32],
+}
+
+/// The most verified chains the gate remembers; more are verified afresh after a reset.
+const VERIFIED_CHAINS: usize = 1024;
+
+fn chain_digest(chain: &[rustls::pki_types::CertificateDer<'static>]) -> [u8; 32] {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    for cert in chain {
+        context.update(&(cert.len() as u64).to_be_bytes());
+        context.update(cert);
+    }
+    let mut digest = [0u8; 32];
+    digest.copy_from_slice(context.finish().as_ref());
+    digest
+}
+
+/// The window in which every certificate of `chain` is within its dates, Unix seconds.
+fn validity(chain: &[rustls::pki_types::CertificateDer<'static>]) -> Option<(i64, i64)> {
+    chain
+        .iter()
+        .try_fold((i64::MIN, i64::MAX), |(from, until), cert| {
+            let (_, cert) = x509_parser::parse_x509_certificate(cert).ok()?;
+            let dates = cert.validity();
+            Some((
+                from.max(dates.not_before.timestamp()),
+                until.min(dates.not_after.timestamp()),
+            ))
+        })
 }
 
 impl PeerGate {
@@ -36,24 +80,63 @@ impl PeerGate {
             federation,
             ledger,
             clock,
+            verified: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The chain's claimed OIN and key pin, verifying it to the federation CA unless it
+    /// verified before and every certificate is still within its dates.
+    fn verify(
+        &self,
+        chain: &[rustls::pki_types::CertificateDer<'static>],
+    ) -> Result<Verified, (String, Option<Oin>)> {
+        let digest = chain_digest(chain);
+        let now = rustls::pki_types::UnixTime::now().as_secs() as i64;
+        let known = self
+            .verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&digest)
+            .copied();
+        if let Some(known) = known
+            && known.not_before <= now
+            && now <= known.not_after
+        {
+            return Ok(known);
+        }
+        let leaf = &chain[0];
+        let claimed = crate::tls::certificate_oin(leaf);
+        crate::tls::verify_client_chain(&self.federation.settings().ca, chain)
+            .map_err(|e| (format!("peer certificate: {e}"), claimed))?;
+        let pin = crate::tls::spki_sha256(leaf)
+            .map_err(|e| (format!("peer certificate: {e}"), claimed))?;
+        let (not_before, not_after) = validity(chain)
+            .ok_or_else(|| ("peer certificate: unreadable dates".to_owned(), claimed))?;
+        let verified = Verified {
+            not_before,
+            not_after,
+            claimed,
+            pin,
+        };
+        let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= VERIFIED_CHAINS {
+            cache.clear();
+        }
+        cache.insert(digest, verified);
+        Ok(verified)
     }
 
     /// The member the connection belongs to, or why it is refused (and the OIN it claimed).
     pub fn admit(&self, info: Option<&ConnInfo>) -> Result<Member, (String, Option<Oin>)> {
         let info = info.ok_or_else(|| ("peer: no TLS connection".to_owned(), None))?;
-        let Some(leaf) = info.peer_certs.first() else {
+        if info.peer_certs.is_empty() {
             return Err(("peer: a client certificate is required".into(), None));
-        };
-        let claimed = crate::tls::certificate_oin(leaf);
-        crate::tls::verify_client_chain(&self.federation.settings().ca, &info.peer_certs)
-            .map_err(|e| (format!("peer certificate: {e}"), claimed))?;
+        }
+        let Verified { claimed, pin, .. } = self.verify(&info.peer_certs)?;
         let directory = self
             .federation
             .directory_at(self.clock.now())
             .map_err(|e| (format!("directory: {e}"), claimed))?;
-        let pin = crate::tls::spki_sha256(leaf)
-            .map_err(|e| (format!("peer certificate: {e}"), claimed))?;
         let Some(member) = directory.member_by_pin(&pin) else {
             let reason = match claimed.and_then(|oin| directory.member(&oin)) {
                 Some(member) => format!(
