@@ -249,3 +249,48 @@ where
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::{DevCa, NodeCertRequest};
+    use crate::tls::TlsIdentity;
+
+    fn chain(
+        ca: &DevCa,
+        request: &NodeCertRequest,
+    ) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+        let issued = ca.issue(request).expect("a certificate");
+        TlsIdentity::from_pem(issued.cert_pem.as_bytes(), issued.key_pem.as_bytes())
+            .expect("an identity")
+            .certs
+    }
+
+    #[test]
+    fn a_chain_is_remembered_by_its_own_digest_with_the_window_of_its_dates() {
+        let ca = DevCa::generate("test CA").expect("a CA");
+        let oin = Oin::parse("00000001820000001000").expect("an OIN");
+        let now = time::OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .expect("a time");
+        let mut request = NodeCertRequest::loopback("Basisschool", oin, 1);
+        request.not_before = now - time::Duration::hours(2);
+        request.not_after = now + time::Duration::minutes(30);
+        let short = chain(&ca, &request);
+        assert_eq!(
+            validity(&short),
+            Some((
+                request.not_before.unix_timestamp(),
+                request.not_after.unix_timestamp()
+            )),
+            "the window is the certificate's own"
+        );
+        let other = chain(&ca, &NodeCertRequest::loopback("Basisschool", oin, 1));
+        assert_ne!(
+            chain_digest(&short),
+            chain_digest(&other),
+            "another certificate of the same holder is another chain"
+        );
+        assert_eq!(chain_digest(&short), chain_digest(&short.clone()));
+    }
+}
