@@ -328,3 +328,48 @@ async fn a_member_left_out_of_a_newer_directory_is_refused_from_then_on() {
     assert_eq!(refusals[0].counterpart_oin, SCHOOL);
     federation.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gate_does_not_remember_a_chain_past_its_dates() {
+    let (_dir, federation) = start(&demo_members()).await;
+    // From the right CA, for a member's OIN, valid for a few seconds more: the gate verifies
+    // and remembers the chain, then refuses it for its key, which the directory does not pin.
+    let now = OffsetDateTime::now_utc();
+    let short_lived = identity_of(
+        &federation
+            .ca
+            .issue(&NodeCertRequest {
+                not_before: now - Duration::hours(1),
+                not_after: now + Duration::seconds(3),
+                ..NodeCertRequest::loopback("GGD Gelderland-Zuid", oin(GGD), 1)
+            })
+            .unwrap(),
+    );
+    let channel = channel_as(&federation, "school", Some(&short_lived)).await;
+    let call = || {
+        let channel = channel.clone();
+        async move {
+            FederationClient::new(channel)
+                .directory(proto::DirectoryRequest {})
+                .await
+                .expect_err("refused")
+        }
+    };
+    let first = call().await;
+    assert_eq!(first.code(), Code::Unauthenticated);
+    assert!(
+        first.message().contains("is not pinned"),
+        "verified, remembered, and refused for its key: {first:?}"
+    );
+    // Once its dates have passed, the same connection's calls are refused for the expiry: the
+    // remembered verification is not used past them.
+    eventually("the gate refuses the chain as expired", || async {
+        let status = call().await;
+        status
+            .message()
+            .contains("certificate expired")
+            .then_some(())
+    })
+    .await;
+    federation.shutdown().await.unwrap();
+}
