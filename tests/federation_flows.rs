@@ -814,17 +814,12 @@ async fn a_melding_goes_to_veilig_thuis_only_at_step_five_and_for_the_signals_su
                 .await
                 .expect("the signal moves on in the meldcode");
         }
-        let status = refused(
-            school.signals.report_to_veilig_thuis(report(CHILD)).await,
-            Code::FailedPrecondition,
-            "meldcode_step",
-        );
-        audited_refusal(
+        refused_and_audited(
             &federation,
             "school",
-            &transaction_of(status.metadata()),
+            school.signals.report_to_veilig_thuis(report(CHILD)).await,
+            Code::FailedPrecondition,
             AuditAction::MeldingSend,
-            "failed_precondition",
             "meldcode_step",
         )
         .await;
@@ -841,17 +836,12 @@ async fn a_melding_goes_to_veilig_thuis_only_at_step_five_and_for_the_signals_su
         .expect("step 5: beslissen");
 
     // The professional names the subject again; the mother is not this signal's subject.
-    let status = refused(
-        school.signals.report_to_veilig_thuis(report(MOTHER)).await,
-        Code::InvalidArgument,
-        "subject_bsn",
-    );
-    audited_refusal(
+    refused_and_audited(
         &federation,
         "school",
-        &transaction_of(status.metadata()),
+        school.signals.report_to_veilig_thuis(report(MOTHER)).await,
+        Code::InvalidArgument,
         AuditAction::MeldingSend,
-        "invalid_argument",
         "subject_bsn",
     )
     .await;
@@ -1211,17 +1201,12 @@ async fn break_glass_shows_the_emergency_map_and_every_source_reviews_it_once() 
         assert_eq!(reviewed.reviewed_by, FG);
         assert!(reviewed.reviewed_at_unix_ms > 0);
 
-        let status = refused(
-            officer.audit.review_break_glass(review).await,
-            Code::FailedPrecondition,
-            "reviewed already",
-        );
-        audited_refusal(
+        refused_and_audited(
             &federation,
             node,
-            &transaction_of(status.metadata()),
+            officer.audit.review_break_glass(review).await,
+            Code::FailedPrecondition,
             AuditAction::AuditBreakGlassReview,
-            "failed_precondition",
             "reviewed already",
         )
         .await;

@@ -209,21 +209,16 @@ async fn only_the_roles_and_organisation_types_the_policy_names_may_break_the_gl
 
     // A Veilig Thuis employee who only registers signals: the node's own role table.
     let mut vt_signaler = client(&federation, ("veilig-thuis", "v.signaler")).await;
-    let status = refused(
+    refused_and_audited(
+        &federation,
+        "veilig-thuis",
         vt_signaler
             .cases
             .break_glass(emergency(proto::BreakGlassReason::AcuteDangerAdult))
             .await,
         Code::PermissionDenied,
-        "rule cases.break_glass: requires the role analyst or coordinator",
-    );
-    audited_refusal(
-        &federation,
-        "veilig-thuis",
-        &transaction_of(status.metadata()),
         AuditAction::BreakGlass,
-        "permission_denied",
-        "cases.break_glass",
+        "rule cases.break_glass: requires the role analyst or coordinator",
     )
     .await;
 

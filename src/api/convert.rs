@@ -941,6 +941,9 @@ mod tests {
         for a in ArchiveReason::ALL {
             assert_eq!(archive_reason(archive_reason_to_proto(*a)), Some(*a));
         }
+        for k in ForkKind::ALL {
+            assert_eq!(fork_kind(fork_kind_to_proto(*k)), Some(*k));
+        }
     }
 
     #[test]

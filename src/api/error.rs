@@ -77,17 +77,22 @@ impl ApiError {
 
     /// The reason recorded in the audit event: the status code's name and the message.
     pub fn audit_reason(&self) -> String {
-        let code = match self.code() {
-            Code::Unauthenticated => "unauthenticated",
-            Code::PermissionDenied => "permission_denied",
-            Code::InvalidArgument => "invalid_argument",
-            Code::NotFound => "not_found",
-            Code::FailedPrecondition => "failed_precondition",
-            Code::ResourceExhausted => "resource_exhausted",
-            Code::Unavailable => "unavailable",
-            _ => "internal",
-        };
-        format!("{code}: {self}")
+        format!("{}: {self}", code_name(self.code()))
+    }
+}
+
+/// A status code as audit reasons and peer errors name it (`invalid_argument`, ...).
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Unauthenticated => "unauthenticated",
+        Code::PermissionDenied => "permission_denied",
+        Code::InvalidArgument => "invalid_argument",
+        Code::NotFound => "not_found",
+        Code::FailedPrecondition => "failed_precondition",
+        Code::ResourceExhausted => "resource_exhausted",
+        Code::Unavailable => "unavailable",
+        Code::Unimplemented => "unimplemented",
+        _ => "internal",
     }
 }
 

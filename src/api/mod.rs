@@ -18,7 +18,7 @@ mod signals;
 pub use audit::AuditApi;
 pub use call::{Calls, TRANSACTION_HEADER};
 pub use cases::CasesApi;
-pub use error::ApiError;
+pub use error::{ApiError, code_name};
 pub use gate::{Peer, PeerGate, PeerGateLayer};
 pub use limit::SizeLimitLayer;
 pub use peer::{FederationApi, IndexApi, PseudonymsApi, WitnessApi};

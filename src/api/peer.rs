@@ -304,18 +304,28 @@ impl IndexApi {
         }
     }
 
-    async fn person(
+    /// The caller, its request's context and the person the request is about (`person`), or
+    /// the audited refusal of whichever is malformed.
+    async fn about_person<T>(
         &self,
-        from: &Member,
-        context: &crate::domain::RequestContext,
-        raw: &[u8],
+        request: &Request<T>,
+        raw_context: Option<&proto::RequestContext>,
+        raw_person: &[u8],
         action: Action,
-    ) -> Result<crate::domain::Pseudonym, Status> {
-        match convert::pseudonym_bytes("person", raw) {
-            Ok(person) => Ok(person),
+    ) -> Result<
+        (
+            Member,
+            crate::domain::RequestContext,
+            crate::domain::Pseudonym,
+        ),
+        Status,
+    > {
+        let (from, context) = self.context(request, raw_context, action).await?;
+        match convert::pseudonym_bytes("person", raw_person) {
+            Ok(person) => Ok((from, context, person)),
             Err(invalid) => Err(self
                 .refusals
-                .refuse(from, context.transaction, action, invalid.into())
+                .refuse(&from, context.transaction, action, invalid.into())
                 .await),
         }
     }
@@ -393,18 +403,12 @@ impl proto::index_server::Index for IndexApi {
         &self,
         request: Request<proto::LookupRequest>,
     ) -> Result<Response<proto::LookupResponse>, Status> {
-        let (from, context) = self
-            .context(
+        let raw = request.get_ref();
+        let (from, context, person) = self
+            .about_person(
                 &request,
-                request.get_ref().context.as_ref(),
-                Action::PointerLookup,
-            )
-            .await?;
-        let person = self
-            .person(
-                &from,
-                &context,
-                &request.get_ref().person,
+                raw.context.as_ref(),
+                &raw.person,
                 Action::PointerLookup,
             )
             .await?;
@@ -439,18 +443,12 @@ impl proto::index_server::Index for IndexApi {
         &self,
         request: Request<proto::StartWaakvlamRequest>,
     ) -> Result<Response<proto::StartWaakvlamResponse>, Status> {
-        let (from, context) = self
-            .context(
+        let raw = request.get_ref();
+        let (from, context, person) = self
+            .about_person(
                 &request,
-                request.get_ref().context.as_ref(),
-                Action::WaakvlamStart,
-            )
-            .await?;
-        let person = self
-            .person(
-                &from,
-                &context,
-                &request.get_ref().person,
+                raw.context.as_ref(),
+                &raw.person,
                 Action::WaakvlamStart,
             )
             .await?;
@@ -498,11 +496,9 @@ impl IndexApi {
         } else {
             Action::RegieRelease
         };
-        let (from, context) = self
-            .context(&request, request.get_ref().context.as_ref(), action)
-            .await?;
-        let person = self
-            .person(&from, &context, &request.get_ref().person, action)
+        let raw = request.get_ref();
+        let (from, context, person) = self
+            .about_person(&request, raw.context.as_ref(), &raw.person, action)
             .await?;
         let regie = self
             .index

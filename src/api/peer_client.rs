@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use tonic::{Code, Request, Status};
 
 use super::call::TRANSACTION_HEADER;
+use super::code_name;
 use super::convert;
 use super::proto;
 use super::proto::federation_client::FederationClient;
@@ -65,19 +66,6 @@ fn peer_error(oin: &Oin, status: Status) -> PeerError {
             code: code_name(code).to_owned(),
             message: status.message().to_owned(),
         },
-    }
-}
-
-fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::InvalidArgument => "invalid_argument",
-        Code::NotFound => "not_found",
-        Code::PermissionDenied => "permission_denied",
-        Code::Unauthenticated => "unauthenticated",
-        Code::FailedPrecondition => "failed_precondition",
-        Code::ResourceExhausted => "resource_exhausted",
-        Code::Unimplemented => "unimplemented",
-        _ => "internal",
     }
 }
 

@@ -323,10 +323,14 @@ mod tests {
 
     impl rand::RngCore for FixedBlind {
         fn next_u32(&mut self) -> u32 {
-            unimplemented!("voprf draws scalars with fill_bytes")
+            let mut bytes = [0u8; 4];
+            self.fill_bytes(&mut bytes);
+            u32::from_le_bytes(bytes)
         }
         fn next_u64(&mut self) -> u64 {
-            unimplemented!("voprf draws scalars with fill_bytes")
+            let mut bytes = [0u8; 8];
+            self.fill_bytes(&mut bytes);
+            u64::from_le_bytes(bytes)
         }
         fn fill_bytes(&mut self, dest: &mut [u8]) {
             for byte in dest {

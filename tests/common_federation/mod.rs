@@ -584,6 +584,28 @@ pub async fn audited_refusal(
         })
 }
 
+/// `result` is refused with `code`, naming `names`, and `node` audited that refusal as
+/// `action` in the exchange the refusal names.
+pub async fn refused_and_audited<T: std::fmt::Debug>(
+    federation: &RunningFederation,
+    node: &str,
+    result: Result<tonic::Response<T>, Status>,
+    code: tonic::Code,
+    action: proto::AuditAction,
+    names: &str,
+) -> proto::AuditEvent {
+    let status = refused(result, code, names);
+    audited_refusal(
+        federation,
+        node,
+        &transaction_of(status.metadata()),
+        action,
+        kring::api::code_name(code),
+        names,
+    )
+    .await
+}
+
 // The peer side: clients of a node's peer listener, as some certificate.
 
 /// The federation CA's roots.
