@@ -29,6 +29,8 @@ enum Call {
     Consistency(proto::ConsistencyProofRequest),
     Verify,
     Export(proto::ExportRequest),
+    CosignedCheckpoint,
+    ListForks,
 }
 
 impl Call {
@@ -54,6 +56,14 @@ impl Call {
                 .await
                 .map(|r| format!("{r:?}")),
             Call::Export(r) => audit.export(r).await.map(|_| "an export stream".to_owned()),
+            Call::CosignedCheckpoint => audit
+                .cosigned_checkpoint(proto::CosignedCheckpointRequest::default())
+                .await
+                .map(|r| format!("{r:?}")),
+            Call::ListForks => audit
+                .list_forks(proto::ListForksRequest {})
+                .await
+                .map(|r| format!("{r:?}")),
         };
         match answered {
             Ok(answer) => panic!("expected a refusal, got {answer}"),
@@ -776,6 +786,8 @@ async fn tokens_and_roles_are_checked_for_every_capability() {
         ),
         ("verify", Call::Verify),
         ("export", Call::Export(proto::ExportRequest::default())),
+        ("cosigned checkpoint", Call::CosignedCheckpoint),
+        ("forks", Call::ListForks),
     ];
     for (name, call) in audit_calls {
         for who in [signaler, analyst, coordinator] {

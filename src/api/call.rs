@@ -43,7 +43,9 @@ pub fn purpose_of(action: Action) -> Purpose {
         | Action::AuditVerify
         | Action::AuditExport
         | Action::AuditBreakGlassQueue
-        | Action::AuditBreakGlassReview => Purpose::AuditReview,
+        | Action::AuditBreakGlassReview
+        | Action::AuditForks
+        | Action::CheckpointCosigned => Purpose::AuditReview,
         Action::BreakGlass => Purpose::Emergency,
         Action::SubjectAccess | Action::SubjectAccessFetch => Purpose::SubjectAccess,
         Action::MatchesWatch | Action::MatchesList => Purpose::MatchNotification,
@@ -195,4 +197,22 @@ fn transaction_from(metadata: &MetadataMap) -> TransactionId {
         .and_then(|v| v.to_str().ok())
         .and_then(|s| TransactionId::parse(s).ok())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_review_of_the_log_serves_audit_review_and_subject_access_its_own() {
+        for action in Action::ALL {
+            let name = action.to_string();
+            let expected = match *action {
+                Action::SubjectAccess | Action::SubjectAccessFetch => Purpose::SubjectAccess,
+                _ if name.starts_with("audit.") => Purpose::AuditReview,
+                _ => continue,
+            };
+            assert_eq!(purpose_of(*action), expected, "{name}");
+        }
+    }
 }
