@@ -158,11 +158,10 @@ pub struct Witness {
     signer: NoteSigner,
     clock: SharedClock,
     outbox: Arc<Notify>,
-    /// The size each witness last cosigned of this node's log, as far as this run knows; a
-    /// witness that knows better says so and the push is retried from its size.
-    cosigned: Mutex<HashMap<Oin, u64>>,
-    /// When each witness last cosigned a push of this run (for the heartbeat).
-    last_push: Mutex<HashMap<Oin, UnixMillis>>,
+    /// The size each witness last cosigned of this node's log, and when (for the heartbeat),
+    /// as far as this run knows; a witness that knows better says so and the push is retried
+    /// from its size.
+    cosigned: Mutex<HashMap<Oin, (u64, UnixMillis)>>,
 }
 
 impl std::fmt::Debug for Witness {
@@ -192,7 +191,6 @@ impl Witness {
             clock,
             outbox,
             cosigned: Mutex::new(HashMap::new()),
-            last_push: Mutex::new(HashMap::new()),
         }
     }
 
@@ -523,15 +521,9 @@ impl Witness {
             Ok(key) => WitnessKey::of(&key),
             Err(e) => return Pushed::Refused(e.to_string()),
         };
-        let mut old = self.known(&witness.oin);
+        let (mut old, at) = self.known(&witness.oin);
         let now = self.clock.now();
-        let heard_lately = self
-            .last_push
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&witness.oin)
-            .is_some_and(|at| now.0 - at.0 < HEARTBEAT_MILLIS);
-        if old == head.size && heard_lately {
+        if old == head.size && at.is_some_and(|at| now.0 - at.0 < HEARTBEAT_MILLIS) {
             return Pushed::Unchanged;
         }
         let transaction = TransactionId::new();
@@ -597,11 +589,7 @@ impl Witness {
                                     self.cosigned
                                         .lock()
                                         .unwrap_or_else(|e| e.into_inner())
-                                        .insert(witness_oin, size);
-                                    self.last_push
-                                        .lock()
-                                        .unwrap_or_else(|e| e.into_inner())
-                                        .insert(witness_oin, now);
+                                        .insert(witness_oin, (size, now));
                                     Pushed::Cosigned(size)
                                 }
                                 Err(e) => {
@@ -623,13 +611,17 @@ impl Witness {
         Pushed::Refused(format!("{} kept naming another size", witness.oin))
     }
 
-    fn known(&self, witness: &Oin) -> u64 {
-        self.cosigned
+    /// The size `witness` last cosigned and when, as far as this run knows (0, never).
+    fn known(&self, witness: &Oin) -> (u64, Option<UnixMillis>) {
+        match self
+            .cosigned
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(witness)
-            .copied()
-            .unwrap_or(0)
+        {
+            Some(&(size, at)) => (size, Some(at)),
+            None => (0, None),
+        }
     }
 }
 
