@@ -33,6 +33,7 @@ pub enum Capability {
     Regie,
     Waakvlam,
     ListMeldingen,
+    RotateIndexKey,
 }
 
 impl Capability {
@@ -54,6 +55,7 @@ impl Capability {
             Capability::Regie => &[Role::Coordinator],
             Capability::Waakvlam => &[Role::Coordinator, Role::Analyst],
             Capability::ListMeldingen => &[Role::Analyst],
+            Capability::RotateIndexKey => &[Role::Admin],
         }
     }
 
@@ -72,6 +74,7 @@ impl Capability {
             Capability::Regie => "cases.regie",
             Capability::Waakvlam => "cases.waakvlam",
             Capability::ListMeldingen => "cases.list_meldingen",
+            Capability::RotateIndexKey => "index.rotate_key",
         }
     }
 }

@@ -224,7 +224,8 @@ pub fn demo_members() -> Vec<DevMember> {
                 "Verwijsindex Samen Veilig",
                 "00000001820000000100",
                 OrgType::FederationService,
-            )),
+            ))
+            .principal("beheer", &[Role::Admin]),
             &[Index],
         ),
         DevMember::new(

@@ -34,8 +34,8 @@ use crate::federation::{Federation, Peers};
 use crate::index::{IndexService, Swept};
 use crate::ledger::{Ledger, LedgerError, LedgerOptions};
 use crate::pseudonym::{
-    KeyedPseudonymiser, LocalPseudonyms, OprfPseudonymiser, PseudonymService, Pseudonymiser,
-    ServiceKey,
+    IndexEpochs, KeyedPseudonymiser, LocalPseudonyms, OprfPseudonymiser, PseudonymService,
+    Pseudonymiser, ServiceKey,
 };
 use crate::signals::{SignalError, SignalService, SignalSettings};
 use crate::store::{Change, SledStore, StoreError};
@@ -194,10 +194,15 @@ impl RunningNode {
             .as_ref()
             .map(|f| f.roles.clone())
             .unwrap_or_default();
-        let index = match &federation {
-            Some(federation) if roles.contains(&NodeRole::Index) => Some(Arc::new(
-                IndexService::new(ledger.clone(), federation.clone(), outbox.clone()),
-            )),
+        let index = match (&federation, &peers) {
+            (Some(federation), Some(peers)) if roles.contains(&NodeRole::Index) => {
+                Some(Arc::new(IndexService::new(
+                    ledger.clone(),
+                    federation.clone(),
+                    peers.clone(),
+                    outbox.clone(),
+                )))
+            }
             _ => None,
         };
         let cases = match (&federation, &peers) {
@@ -234,24 +239,35 @@ impl RunningNode {
                 local.clone(),
                 contacts.clone(),
                 notices.clone(),
+                index.clone(),
             ));
             let pseudonym_key = match (
                 &settings.pseudonym_key,
                 roles.contains(&NodeRole::PseudonymService),
             ) {
                 (Some(path), true) => {
-                    Some(
+                    let key =
                         ServiceKey::read_or_create(path).map_err(|error| NodeError::Secret {
                             path: path.display().to_string(),
                             error,
-                        })?,
-                    )
+                        })?;
+                    let epochs_path = IndexEpochs::path_for(path);
+                    let epochs =
+                        IndexEpochs::open(&epochs_path).map_err(|e| NodeError::Secret {
+                            path: epochs_path.display().to_string(),
+                            error: std::io::Error::new(
+                                std::io::ErrorKind::InvalidData,
+                                e.to_string(),
+                            ),
+                        })?;
+                    Some((key, epochs))
                 }
                 _ => None,
             };
-            let pseudonym_service = pseudonym_key.map(|key| {
+            let pseudonym_service = pseudonym_key.map(|(key, epochs)| {
                 Arc::new(PseudonymService::new(
                     key,
+                    epochs,
                     federation.clone(),
                     peers.clone(),
                     ledger.clone(),
@@ -375,7 +391,8 @@ impl RunningNode {
                     peers.clone(),
                 )),
                 own_key.clone(),
-            ),
+            )
+            .with_index(index.clone()),
             cases: cases
                 .map(|cases| api::CasesApi::new(calls, cases, signals.clone(), clock.clone())),
             max_message_bytes: config.max_message_bytes,
@@ -395,6 +412,9 @@ impl RunningNode {
             organisation,
             stopped.clone(),
         )));
+        if let Some(index) = &index {
+            tasks.push(tokio::spawn(index.clone().run_rotation(stopped.clone())));
+        }
         tasks.push(tokio::spawn(sweep_loop(
             signals.clone(),
             index.clone(),

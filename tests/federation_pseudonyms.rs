@@ -18,16 +18,6 @@ use tonic::Code;
 
 type PseudonymsClient = proto::pseudonyms_client::PseudonymsClient<tonic::transport::Channel>;
 
-/// The federation pseudonym of a BSN as the school's node computes it, through the chain.
-async fn federation_pseudonym(federation: &RunningFederation, bsn: &str) -> Pseudonym {
-    let school = federation.node("school").federation().unwrap().clone();
-    let peers = Arc::new(kring::api::peer_client::GrpcPeers::new(school.clone()));
-    OprfPseudonymiser::new(school, peers)
-        .pseudonymise(vec![Bsn::parse(bsn).unwrap()])
-        .await
-        .expect("the chain answers")[0]
-}
-
 /// The key share a pseudonym service created at its first start, read from its file.
 fn key_share(federation: &RunningFederation, service: &str) -> ServiceKey {
     let path = federation.configs[service]
@@ -363,11 +353,11 @@ async fn concurrent_requests_share_calls_and_each_gets_its_own_pseudonyms() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_index_holds_pseudonyms_it_cannot_compute_alone_or_with_one_service() {
+async fn the_index_holds_persons_no_party_finds_from_a_bsn_without_every_service() {
     let (_dir, federation) = start(&demo_members()).await;
     let mut school = client(&federation, SCHOOL_AF).await;
     let signal = register_ok(&mut school, worry(CHILD, &[])).await;
-    // What the index holds: the pointer's subject, as its own log records it.
+    // What the index holds: the pointer's subject, as its own log records it: a person id.
     let object = format!("signal:{}", signal.id);
     let held = eventually("the index records the pointer", || async {
         events(&federation, "index", proto::AuditAction::PointerPublish)
@@ -377,13 +367,13 @@ async fn the_index_holds_pseudonyms_it_cannot_compute_alone_or_with_one_service(
             .map(|e| Pseudonym::parse(&e.subjects[0]).expect("a pseudonym"))
     })
     .await;
-    assert_eq!(
-        held,
-        federation_pseudonym(&federation, CHILD).await,
-        "the index holds the child's federation pseudonym"
+    let child = federation_pseudonym(&federation, CHILD).await;
+    assert_ne!(
+        held, child,
+        "the index does not keep the federation pseudonym"
     );
 
-    // Everything the index's own key material computes from the BSN misses it.
+    // The index's own key material gives nothing it holds.
     let index_secret =
         kring::pseudonym::read_or_create_secret(&federation.configs["index"].secret_file)
             .expect("the index's node secret");
@@ -391,22 +381,33 @@ async fn the_index_holds_pseudonyms_it_cannot_compute_alone_or_with_one_service(
         .pseudonymise(vec![Bsn::parse(CHILD).unwrap()])
         .await
         .unwrap()[0];
-    assert_ne!(
-        keyed, held,
-        "the index's node key does not give the pseudonym"
-    );
-    assert_ne!(
-        pseudonym_under(CHILD, &[]),
-        held,
-        "the unkeyed hash of the BSN is not the pseudonym"
-    );
-    // The index with one service: still not.
+    assert_ne!(keyed, held, "the index's node key does not give the person");
+    let local = kring::pseudonym::LocalPseudonyms::from_secret(&index_secret);
+    assert_ne!(local.local(&child), held);
+
+    // Finding the person from a BSN takes the federation pseudonym (every OPRF share) and the
+    // index key (every service's epoch secret). One service's part of either misses it.
     let a = key_share(&federation, "pseudonyms");
     let b = key_share(&federation, "pseudonyms-b");
-    assert_ne!(pseudonym_under(CHILD, &[&a]), held, "index + service A");
-    assert_ne!(pseudonym_under(CHILD, &[&b]), held, "index + service B");
-    // Only every share together computes it.
-    assert_eq!(pseudonym_under(CHILD, &[&a, &b]), held);
+    let index_key = index_key_from(&federation, &["pseudonyms", "pseudonyms-b"], 1);
+    for (what, p) in [
+        ("service A's OPRF share", pseudonym_under(CHILD, &[&a])),
+        ("service B's OPRF share", pseudonym_under(CHILD, &[&b])),
+        ("no OPRF share", pseudonym_under(CHILD, &[])),
+    ] {
+        assert_eq!(person_under(&federation, &index_key, &p), None, "{what}");
+    }
+    let p = pseudonym_under(CHILD, &[&a, &b]);
+    assert_eq!(p, child);
+    for alone in ["pseudonyms", "pseudonyms-b"] {
+        let key = index_key_from(&federation, &[alone], 1);
+        assert_eq!(
+            person_under(&federation, &key, &p),
+            None,
+            "only {alone}'s epoch secret"
+        );
+    }
+    assert_eq!(person_under(&federation, &index_key, &p), Some(held));
     federation.shutdown().await.unwrap();
 }
 
@@ -446,7 +447,7 @@ fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_organisation_store_and_the_index_store_meet_only_through_the_organisation_key() {
+async fn an_organisation_store_and_the_index_store_cannot_be_joined_without_the_services() {
     // Sealed stores, as every shipped configuration has them: a delivered outbox message's
     // value can outlive its deletion in sled's log-structured files, and only the seal keeps
     // the federation pseudonym it carried out of them (see ARCHITECTURE.md).
@@ -477,21 +478,38 @@ async fn an_organisation_store_and_the_index_store_meet_only_through_the_organis
         at_index.iter().all(|p| !at_school.contains(p)),
         "the school and the index hold no pseudonym in common"
     );
-    // The school's key joins them: each of its local pseudonyms is the HMAC of one the index
-    // holds. (That key is the node secret beside the store, not in it.)
+    // Both nodes' own keys do not join them: the index holds person ids, not the federation
+    // pseudonyms the school's local pseudonyms are keyed hashes of.
+    for node in ["school", "index"] {
+        let secret = kring::pseudonym::read_or_create_secret(&federation.configs[node].secret_file)
+            .expect("the node secret");
+        let local = kring::pseudonym::LocalPseudonyms::from_secret(&secret);
+        assert!(
+            at_index
+                .iter()
+                .all(|p| !at_school.contains(&local.local(p))),
+            "{node}'s node key joins nothing"
+        );
+    }
+    // With the services, they join: the chain gives the federation pseudonyms, the school's key
+    // their local pseudonyms, and every service's epoch secret the index's tags for them.
     let secret = kring::pseudonym::read_or_create_secret(&federation.configs["school"].secret_file)
         .expect("the school's node secret");
     let local = kring::pseudonym::LocalPseudonyms::from_secret(&secret);
-    let mut joined: Vec<Pseudonym> = at_index.iter().map(|p| local.local(p)).collect();
-    joined.sort();
-    assert_eq!(joined, at_school);
-    let store_dir = federation.configs["school"].data_dir.join("store");
-    assert!(!secret.is_empty() && !store_dir.join("node.secret").exists());
+    let index_key = index_key_from(&federation, &["pseudonyms", "pseudonyms-b"], 1);
+    let mut federation_pseudonyms = Vec::new();
+    for bsn in [CHILD, MOTHER] {
+        let p = federation_pseudonym(&federation, bsn).await;
+        assert!(at_school.contains(&local.local(&p)));
+        let person = person_under(&federation, &index_key, &p).expect("the index's person");
+        assert!(at_index.contains(&person));
+        federation_pseudonyms.push(p);
+    }
     federation.shutdown().await.unwrap();
 
     // The school's store holds its local pseudonyms (in its keys, in the clear) and none of the
-    // federation's; the index's store holds the federation's. A pseudonym is looked for as its
-    // bytes and as the text the code writes (base64url).
+    // index's; the index's store holds its person ids and no federation pseudonym. A value is
+    // looked for as its bytes and as the text the code writes (base64url).
     let in_files = |node: &str, pseudonym: &Pseudonym| {
         let text = pseudonym.to_string();
         files_under(&dir.path().join(node).join("store"))
@@ -509,9 +527,16 @@ async fn an_organisation_store_and_the_index_store_meet_only_through_the_organis
         );
     }
     for p in &at_index {
+        assert!(in_files("index", p), "the index's store holds its person");
         assert!(
-            in_files("index", p),
-            "the index's store holds the pseudonym"
+            !in_files("school", p),
+            "the school's store holds an index person"
+        );
+    }
+    for p in &federation_pseudonyms {
+        assert!(
+            !in_files("index", p),
+            "the index's store holds a federation pseudonym"
         );
         assert!(
             !in_files("school", p),

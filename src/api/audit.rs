@@ -31,6 +31,8 @@ pub struct AuditApi {
     signals: Arc<SignalService>,
     access: Arc<AccessService>,
     own_key: NoteVerifier,
+    /// This node's index role, if it has one (key rotation).
+    index: Option<Arc<crate::index::IndexService>>,
 }
 
 impl From<AccessError> for ApiError {
@@ -83,6 +85,7 @@ impl AuditApi {
             signals,
             access,
             own_key,
+            index: None,
         }
     }
 
@@ -127,6 +130,20 @@ impl AuditApi {
 
     fn ledger(&self) -> &Arc<Ledger> {
         self.calls.ledger()
+    }
+
+    /// Serves key rotation too: this node is the federation's index.
+    pub fn with_index(mut self, index: Option<Arc<crate::index::IndexService>>) -> AuditApi {
+        self.index = index;
+        self
+    }
+
+    fn the_index(&self) -> Result<&Arc<crate::index::IndexService>, ApiError> {
+        self.index.as_ref().ok_or_else(|| {
+            ApiError::FailedPrecondition(
+                "this node is not the federation's index; rotate the index key there".into(),
+            )
+        })
     }
 
     async fn begin(
@@ -320,6 +337,60 @@ impl proto::audit_server::Audit for AuditApi {
             .await?;
             response.transaction_id = call.transaction_id();
             Ok(response)
+        }
+        .await;
+        self.calls.finish(&call, result).await
+    }
+
+    async fn rotate_index_key(
+        &self,
+        request: Request<proto::RotateIndexKeyRequest>,
+    ) -> Result<Response<proto::IndexKeyStatus>, Status> {
+        let call = self
+            .calls
+            .begin(
+                request.metadata(),
+                Action::IndexRekey,
+                Capability::RotateIndexKey,
+            )
+            .await?;
+        let reason = request.get_ref().reason.trim();
+        let result = async {
+            if reason.is_empty() || reason.len() > 200 {
+                return Err(ApiError::invalid(
+                    "reason",
+                    "is required (1 to 200 characters): why the key is rotated",
+                ));
+            }
+            let index = self.the_index()?;
+            let event = EventDraft::new(
+                call.caller.transaction,
+                call.caller.actor.clone(),
+                Action::IndexRekey,
+            )
+            .reason(reason);
+            let status = index.rotate(event).await?;
+            Ok(key_status(status, &call))
+        }
+        .await;
+        self.calls.finish(&call, result).await
+    }
+
+    async fn get_index_key_status(
+        &self,
+        request: Request<proto::IndexKeyStatusRequest>,
+    ) -> Result<Response<proto::IndexKeyStatus>, Status> {
+        let call = self
+            .calls
+            .begin(
+                request.metadata(),
+                Action::IndexRekey,
+                Capability::RotateIndexKey,
+            )
+            .await?;
+        let result = async {
+            let status = self.the_index()?.key_status()?;
+            Ok(key_status(status, &call))
         }
         .await;
         self.calls.finish(&call, result).await
@@ -712,5 +783,15 @@ impl proto::audit_server::Audit for AuditApi {
         }
         .await;
         self.calls.finish(&call, result).await
+    }
+}
+
+fn key_status(status: crate::index::IndexKeyStatus, call: &Call) -> proto::IndexKeyStatus {
+    proto::IndexKeyStatus {
+        epoch: status.epochs.current,
+        next_epoch: status.epochs.next.unwrap_or(0),
+        persons_left: status.left,
+        persons_moved: status.moved,
+        transaction_id: call.transaction_id(),
     }
 }

@@ -48,7 +48,9 @@ pub fn purpose_of(action: Action) -> Purpose {
         | Action::CheckpointCosigned => Purpose::AuditReview,
         Action::BreakGlass => Purpose::Emergency,
         Action::SubjectAccess | Action::SubjectAccessFetch => Purpose::SubjectAccess,
-        Action::MatchesWatch | Action::MatchesList => Purpose::MatchNotification,
+        Action::MatchesWatch | Action::MatchesList | Action::IndexRekey => {
+            Purpose::MatchNotification
+        }
         _ => Purpose::Registration,
     }
 }

@@ -130,6 +130,8 @@ enum_map!(action, action_to_proto, proto::AuditAction, Action, {
     WitnessCosign <=> WitnessCosign, WitnessFork <=> WitnessFork,
     CheckpointCosigned <=> CheckpointCosigned, ForkAlertSend <=> ForkAlertSend,
     ForkAlertReceive <=> ForkAlertReceive, AuditForks <=> AuditForks,
+    IndexKeyShare <=> IndexKeyShare, IndexEpochRetire <=> IndexEpochRetire,
+    IndexRekey <=> IndexRekey,
 });
 enum_map!(fork_kind, fork_kind_to_proto, proto::ForkKind, ForkKind, {
     Equivocation <=> Equivocation, Rollback <=> Rollback, Inconsistent <=> Inconsistent,

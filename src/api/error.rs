@@ -192,6 +192,18 @@ impl From<crate::index::IndexError> for ApiError {
                 ApiError::invalid("days", e.to_string().trim_start_matches("days: "))
             }
             IndexError::Invalid { field, rule } => ApiError::invalid(field, rule),
+            IndexError::Vault(e) => match e {
+                crate::index::vault::VaultError::Rotating { .. } => {
+                    ApiError::FailedPrecondition(e.to_string())
+                }
+                crate::index::vault::VaultError::Ledger(e) => e.into(),
+                crate::index::vault::VaultError::Store(e) => e.into(),
+                crate::index::vault::VaultError::Person { .. } => ApiError::Internal(e.to_string()),
+                crate::index::vault::VaultError::NoServices
+                | crate::index::vault::VaultError::Share { .. } => {
+                    ApiError::Unavailable(e.to_string())
+                }
+            },
             IndexError::Ledger(e) => e.into(),
             IndexError::Store(e) => e.into(),
         }

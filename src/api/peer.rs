@@ -52,6 +52,7 @@ impl From<ServeError> for ApiError {
                 format!("subject access is asked for purpose subject_access only, not {purpose}"),
             ),
             ServeError::Search(e) => e.into(),
+            ServeError::Index(message) => ApiError::Unavailable(message),
             ServeError::Ledger(e) => e.into(),
             ServeError::Store(e) => e.into(),
         }
@@ -538,6 +539,14 @@ impl From<ServiceError> for ApiError {
             ServiceError::RateLimited { .. } => ApiError::ResourceExhausted(e.to_string()),
             ServiceError::NotAChainMember => ApiError::Policy(e.to_string()),
             ServiceError::NotInChain => ApiError::FailedPrecondition(e.to_string()),
+            ServiceError::NotTheIndex => ApiError::Policy(e.to_string()),
+            ServiceError::Epoch(crate::pseudonym::EpochError::Zero) => {
+                ApiError::invalid("epoch", "must be 1 or more")
+            }
+            ServiceError::Epoch(e @ crate::pseudonym::EpochError::File { .. }) => {
+                ApiError::Unavailable(e.to_string())
+            }
+            ServiceError::Epoch(e) => ApiError::FailedPrecondition(e.to_string()),
             ServiceError::Oprf(e) => ApiError::invalid("blinded", e),
             // The next service's own limit reaches the asker as a limit, not an outage.
             ServiceError::Next(PeerError::Refused { code, message, .. })
@@ -596,6 +605,46 @@ impl proto::pseudonyms_server::Pseudonyms for PseudonymsApi {
             }
         };
         Ok(Response::new(proto::EvaluateResponse { evaluated }))
+    }
+
+    async fn index_key(
+        &self,
+        request: Request<proto::IndexKeyRequest>,
+    ) -> Result<Response<proto::IndexKeyResponse>, Status> {
+        let from = peer(&request)?;
+        let transaction = transaction_of(&request);
+        match self
+            .service
+            .index_key(&from, transaction, request.get_ref().epoch)
+            .await
+        {
+            Ok(share) => Ok(Response::new(proto::IndexKeyResponse {
+                share: share.to_vec(),
+            })),
+            Err(e) => Err(self
+                .refusals
+                .refuse(&from, transaction, Action::IndexKeyShare, e.into())
+                .await),
+        }
+    }
+
+    async fn retire_index_epochs(
+        &self,
+        request: Request<proto::RetireIndexEpochsRequest>,
+    ) -> Result<Response<proto::RetireIndexEpochsResponse>, Status> {
+        let from = peer(&request)?;
+        let transaction = transaction_of(&request);
+        match self
+            .service
+            .retire_index_epochs(&from, transaction, request.get_ref().before)
+            .await
+        {
+            Ok(oldest) => Ok(Response::new(proto::RetireIndexEpochsResponse { oldest })),
+            Err(e) => Err(self
+                .refusals
+                .refuse(&from, transaction, Action::IndexEpochRetire, e.into())
+                .await),
+        }
     }
 }
 

@@ -334,6 +334,43 @@ impl Peers for GrpcPeers {
         Ok(answer.evaluated)
     }
 
+    async fn index_key(
+        &self,
+        service: &Oin,
+        transaction: &TransactionId,
+        epoch: u32,
+    ) -> Result<[u8; 32], PeerError> {
+        let channel = self.channel(service).await?;
+        let answer = PseudonymsClient::new(channel)
+            .index_key(request(proto::IndexKeyRequest { epoch }, transaction))
+            .await
+            .map_err(|status| peer_error(service, status))?
+            .into_inner();
+        <[u8; 32]>::try_from(answer.share.as_slice()).map_err(|_| PeerError::Refused {
+            oin: *service,
+            code: "internal".into(),
+            message: format!("share: {} bytes, not 32", answer.share.len()),
+        })
+    }
+
+    async fn retire_index_epochs(
+        &self,
+        service: &Oin,
+        transaction: &TransactionId,
+        before: u32,
+    ) -> Result<u32, PeerError> {
+        let channel = self.channel(service).await?;
+        let answer = PseudonymsClient::new(channel)
+            .retire_index_epochs(request(
+                proto::RetireIndexEpochsRequest { before },
+                transaction,
+            ))
+            .await
+            .map_err(|status| peer_error(service, status))?
+            .into_inner();
+        Ok(answer.oldest)
+    }
+
     async fn subject_access(
         &self,
         to: &Oin,

@@ -72,6 +72,9 @@
 //! | `peer.refused` | any | DCM#110113 Security Alert | DCM#110126 Node Authentication | E | — |
 //! | `directory.accept` | any | DCM#110113 Security Alert | DCM#110129 Security Configuration | E | — |
 //! | `store.reencrypted` | any | DCM#110113 Security Alert | DCM#110129 Security Configuration | E | — |
+//! | `pseudonym.index_key` | any | DCM#110113 Security Alert | DCM#110129 Security Configuration | E | — |
+//! | `pseudonym.index_retire` | any | DCM#110113 Security Alert | DCM#110129 Security Configuration | E | — |
+//! | `index.rekey` | any | DCM#110113 Security Alert | DCM#110129 Security Configuration | E | — |
 //! | `pointer.publish` | source | DCM#110106 Export | LC#disclose | R | PrivacyDisclosure.Source |
 //! | `pointer.publish` | recipient | DCM#110107 Import | LC#disclose | C | PrivacyDisclosure.Recipient |
 //! | `pointer.retract` | any | AET#rest | RI#delete | D | PatientDelete / Delete |
@@ -248,9 +251,11 @@ pub fn kind(action: Action) -> Kind {
         Action::NodeStopped => Kind::Application(Lifecycle::Stop),
         Action::RequestRefused => Kind::Security(Alert::RefusedRequest),
         Action::PeerRefused => Kind::Security(Alert::NodeAuthentication),
-        Action::DirectoryAccept | Action::StoreReencrypted => {
-            Kind::Security(Alert::SecurityConfiguration)
-        }
+        Action::DirectoryAccept
+        | Action::StoreReencrypted
+        | Action::IndexKeyShare
+        | Action::IndexEpochRetire
+        | Action::IndexRekey => Kind::Security(Alert::SecurityConfiguration),
         Action::SignalRegister
         | Action::RegieClaim
         | Action::WaakvlamStart

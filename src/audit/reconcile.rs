@@ -43,6 +43,8 @@ fn reconciled(action: Action) -> bool {
         action,
         Action::PeerRefused
             | Action::PseudonymEvaluate
+            | Action::IndexKeyShare
+            | Action::IndexEpochRetire
             | Action::DirectoryAccept
             | Action::PointerExpire
             | Action::PointerArchive

@@ -46,6 +46,15 @@ pub enum AuditCommand {
         #[command(flatten)]
         connection: Connection,
     },
+    /// At the index, for an administrator: its key epoch and a rotation's progress; with
+    /// --rotate, starts moving every person to the next epoch (the index keeps serving).
+    IndexKey {
+        #[command(flatten)]
+        connection: Connection,
+        /// Start a rotation, for this reason (recorded).
+        #[arg(long, value_name = "REASON")]
+        rotate: Option<String>,
+    },
     /// Proves that an event is in the log, checked against the pinned key.
     Proof {
         #[command(flatten)]
@@ -353,6 +362,31 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
             if let Some(path) = save {
                 std::fs::write(&path, &response.cosigned_note)
                     .with_context(|| path.display().to_string())?;
+            }
+        }
+        AuditCommand::IndexKey { connection, rotate } => {
+            let mut client = connection.connect().await?;
+            let status = match rotate {
+                Some(reason) => client
+                    .audit
+                    .rotate_index_key(proto::RotateIndexKeyRequest { reason })
+                    .await?
+                    .into_inner(),
+                None => client
+                    .audit
+                    .get_index_key_status(proto::IndexKeyStatusRequest {})
+                    .await?
+                    .into_inner(),
+            };
+            match status.next_epoch {
+                0 => println!(
+                    "index key epoch {}: {} persons",
+                    status.epoch, status.persons_left
+                ),
+                next => println!(
+                    "index key epoch {} rotating to {next}: {} persons moved, {} left",
+                    status.epoch, status.persons_moved, status.persons_left
+                ),
             }
         }
         AuditCommand::Forks { connection } => {

@@ -74,6 +74,12 @@ closed_enum! {
         ForkAlertReceive = "fork.alert_receive",
         /// A privacy officer listed the forks this node knows of.
         AuditForks = "audit.forks",
+        /// A pseudonym service gave the index its share of one epoch's key.
+        IndexKeyShare = "pseudonym.index_key",
+        /// A pseudonym service deleted the secrets of epochs the index has left.
+        IndexEpochRetire = "pseudonym.index_retire",
+        /// The index started, or finished, moving its persons to a new key epoch.
+        IndexRekey = "index.rekey",
     }
 }
 

@@ -372,3 +372,21 @@ pub struct ForkRecord {
     /// The checkpoint the log presented later.
     pub presented: String,
 }
+
+/// The index's key epochs: every person it knows is kept under `current`, or, while a
+/// rotation runs, under `current` or `next` (see `index::vault`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexEpoch {
+    pub current: u32,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub next: Option<u32>,
+}
+
+/// A person's federation pseudonym as the index keeps it: sealed (AES-256-GCM) under the
+/// index key of `epoch`, which exists only in the index's memory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedPerson {
+    pub epoch: u32,
+    /// Nonce, ciphertext and tag, base64url.
+    pub sealed: String,
+}

@@ -18,8 +18,9 @@ pub use bsn::{Bsn, BsnError};
 pub use date::{CalendarDate, DateError};
 pub use federation::{
     ARCHIVE_YEARS, ArchiveEntry, ArchiveReason, ArchivedParty, BreakGlassItem, BreakGlassReason,
-    ContactDetails, ForkKind, ForkRecord, IndexNotice, Lookup, Notice, Pointer, ReceivedMelding,
-    Regie, RequestContext, RetractReason, Review, ReviewOutcome, ReviewReason, Waakvlam,
+    ContactDetails, ForkKind, ForkRecord, IndexEpoch, IndexNotice, Lookup, Notice, Pointer,
+    ReceivedMelding, Regie, RequestContext, RetractReason, Review, ReviewOutcome, ReviewReason,
+    SealedPerson, Waakvlam,
 };
 pub use ids::{
     ContactPointId, IdError, MessageId, PrincipalId, Pseudonym, PseudonymError, SignalId,

@@ -120,6 +120,21 @@ pub trait Peers: Send + Sync + std::fmt::Debug {
         blinded: Vec<Vec<u8>>,
         on_behalf_of: Option<Oin>,
     ) -> Result<Vec<Vec<u8>>, PeerError>;
+    /// The index's share of one epoch's at-rest key from one pseudonym service.
+    async fn index_key(
+        &self,
+        service: &Oin,
+        transaction: &crate::domain::TransactionId,
+        epoch: u32,
+    ) -> Result<[u8; 32], PeerError>;
+    /// Asks a pseudonym service to delete the index's epoch secrets before `before`; returns
+    /// the oldest epoch it keeps.
+    async fn retire_index_epochs(
+        &self,
+        service: &Oin,
+        transaction: &crate::domain::TransactionId,
+        before: u32,
+    ) -> Result<u32, PeerError>;
     /// The signed directory a peer holds.
     async fn directory(&self, from: &Oin) -> Result<String, PeerError>;
     /// A peer's audit events about one person, for a privacy officer's subject access. The

@@ -33,6 +33,8 @@ pub enum ServeError {
     NotSubjectAccess(Purpose),
     #[error("audit log: {0}")]
     Search(#[from] crate::audit::search::SearchError),
+    #[error("index: {0}")]
+    Index(String),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
     #[error(transparent)]
@@ -59,6 +61,8 @@ pub struct PeerHandler {
     contacts: BTreeMap<ContactPointId, ContactDetails>,
     /// The cursor of the latest notice, for watchers.
     notices: watch::Sender<u64>,
+    /// This node's index role, if it has one: its audit log names persons by index person id.
+    index: Option<Arc<crate::index::IndexService>>,
 }
 
 impl PeerHandler {
@@ -68,6 +72,7 @@ impl PeerHandler {
         local: Arc<LocalPseudonyms>,
         contacts: Vec<ContactDetails>,
         notices: watch::Sender<u64>,
+        index: Option<Arc<crate::index::IndexService>>,
     ) -> PeerHandler {
         PeerHandler {
             ledger,
@@ -78,6 +83,7 @@ impl PeerHandler {
                 .filter_map(|c| ContactPointId::parse(&c.id).ok().map(|id| (id, c)))
                 .collect(),
             notices,
+            index,
         }
     }
 
@@ -408,11 +414,19 @@ impl PeerHandler {
                 return Err(e);
             }
         };
+        let mut subjects = vec![local, subject];
+        if let Some(index) = &self.index {
+            let person = index
+                .person_of(&subject)
+                .await
+                .map_err(|e| ServeError::Index(e.to_string()))?;
+            subjects.extend(person);
+        }
         let store = self.ledger.store().clone();
         let size = store.audit_size()?;
         let me = self.federation.me();
         let (events, truncated) = tokio::task::spawn_blocking(move || {
-            search::about(store.as_ref(), size, &[local, subject], MAX_ACCESS_EVENTS)
+            search::about(store.as_ref(), size, &subjects, MAX_ACCESS_EVENTS)
         })
         .await
         .map_err(|e| ServeError::Search(search::SearchError::Unreadable(0, e.to_string())))??;

@@ -17,6 +17,8 @@
 //! Architecture invariant: the index never sees a BSN, a category, a severity or a contact
 //! point. It holds nothing a source did not put in a pointer.
 
+pub mod vault;
+
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
@@ -29,10 +31,11 @@ use crate::domain::{
     PrincipalId, Pseudonym, Purpose, Regie, RelatedPseudonym, Relation, RequestContext,
     RetractReason, SignalId, TransactionId, UnixMillis, Waakvlam,
 };
-use crate::federation::Federation;
+use crate::federation::{Federation, Peers};
 use crate::ledger::{Ledger, LedgerError, Txn};
 use crate::policy::{self, Denial};
 use crate::store::{Change, Store, StoreError};
+use vault::{Persons, Step, Vault, VaultError};
 
 /// The largest household the index follows; beyond it a match lists what it found so far.
 const MAX_COMPONENT: usize = 512;
@@ -52,6 +55,8 @@ pub enum IndexError {
     Days { max: u32 },
     #[error("{field}: {rule}")]
     Invalid { field: &'static str, rule: String },
+    #[error(transparent)]
+    Vault(#[from] VaultError),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
     #[error(transparent)]
@@ -167,18 +172,24 @@ pub struct IndexService {
     ledger: Arc<Ledger>,
     federation: Arc<Federation>,
     outbox: Arc<Notify>,
+    vault: Vault,
+    /// Wakes the rotation task.
+    rotation: Notify,
 }
 
 impl IndexService {
     pub fn new(
         ledger: Arc<Ledger>,
         federation: Arc<Federation>,
+        peers: Arc<dyn Peers>,
         outbox: Arc<Notify>,
     ) -> IndexService {
         IndexService {
+            vault: Vault::new(federation.clone(), peers, ledger.clone()),
             ledger,
             federation,
             outbox,
+            rotation: Notify::new(),
         }
     }
 
@@ -198,17 +209,27 @@ impl IndexService {
     ) -> Result<bool, IndexError> {
         let source = from.oin;
         let actor = self.actor("index");
+        let (_entered, keys) = self.vault.enter().await?;
         let duplicate = self
             .ledger
             .commit(move |txn| -> Result<bool, IndexError> {
                 if txn.store().message_seen(&publication.message)? {
                     return Ok(true);
                 }
+                let mut persons = Persons::new(keys);
+                let subject = persons.resolve(txn, &publication.subject)?;
+                let mut related = Vec::with_capacity(publication.related.len());
+                for r in &publication.related {
+                    related.push(RelatedPseudonym {
+                        pseudonym: persons.resolve(txn, &r.pseudonym)?,
+                        relation: r.relation,
+                    });
+                }
                 let pointer = Pointer {
                     organisation: source,
                     signal: publication.signal,
-                    subject: publication.subject,
-                    related: publication.related,
+                    subject,
+                    related,
                     expires_at: publication.expires_at,
                     published_at: txn.now(),
                     expiry_reason: publication.expiry_reason,
@@ -243,7 +264,7 @@ impl IndexService {
                     tell_history(txn, &pointer, publication.transaction)?;
                 }
                 notify_changes(txn, &household, None, publication.transaction)?;
-                alert_waakvlam(txn, &pointer, publication.transaction)?;
+                alert_waakvlam(txn, &pointer, publication.transaction, &mut persons)?;
                 Ok(false)
             })
             .await??;
@@ -405,47 +426,48 @@ impl IndexService {
         };
         let draft = EventDraft::new(context.transaction, actor, Action::PointerLookup)
             .counterpart(requester)
-            .on_behalf_of(on_behalf_of)
-            .subjects([person]);
+            .on_behalf_of(on_behalf_of);
         let purpose = context.purpose;
         let break_glass = context.break_glass;
+        let (_entered, keys) = self.vault.enter().await?;
         self.ledger
             .commit(move |txn| -> Result<Lookup, IndexError> {
+                let mut persons = Persons::new(keys);
                 let basis = match decision {
                     Ok(basis) => basis,
                     Err(e) => {
+                        let known = persons.find(txn.store(), &person)?;
                         txn.audit(
                             draft
+                                .subjects(known)
                                 .purpose(purpose, purpose.local_legal_basis())
                                 .refused(format!("permission_denied: {e}")),
                         );
                         return Err(e);
                     }
                 };
-                let found = Household::around(txn.store(), [person], None, None)?;
-                let pointers: Vec<&Pointer> = found
+                let asked = persons.resolve(txn, &person)?;
+                let found = Household::around(txn.store(), [asked], None, None)?;
+                let mut lookup = Lookup::default();
+                for p in found
                     .pointers
                     .iter()
-                    .filter(|p| household || p.subject == person)
-                    .collect();
-                let mut lookup = Lookup {
-                    pointers: pointers
-                        .iter()
-                        .map(|p| {
-                            let relation = (p.subject != person)
-                                .then(|| relation_between(&found.pointers, &person, &p.subject));
-                            (p.organisation, p.signal, p.subject, relation)
-                        })
-                        .collect(),
-                    ..Lookup::default()
-                };
+                    .filter(|p| household || p.subject == asked)
+                {
+                    let relation = (p.subject != asked)
+                        .then(|| relation_between(&found.pointers, &asked, &p.subject));
+                    let subject = persons.reveal(txn.store(), &p.subject)?;
+                    lookup
+                        .pointers
+                        .push((p.organisation, p.signal, subject, relation));
+                }
                 if household {
-                    lookup.household = found
-                        .persons
-                        .iter()
-                        .filter(|p| **p != person)
-                        .map(|p| (*p, relation_between(&found.pointers, &person, p)))
-                        .collect();
+                    for p in found.persons.iter().filter(|p| **p != asked) {
+                        let relation = relation_between(&found.pointers, &asked, p);
+                        lookup
+                            .household
+                            .push((persons.reveal(txn.store(), p)?, relation));
+                    }
                 }
                 lookup.regie = found.regie(txn.store())?.map(|(_, regie)| regie);
                 let now = txn.now();
@@ -457,8 +479,12 @@ impl IndexService {
                         }
                     }
                 }
-                lookup.waakvlam = waakvlam.into_values().collect();
+                for mut entry in waakvlam.into_values() {
+                    reveal_all(txn.store(), &mut persons, &mut entry)?;
+                    lookup.waakvlam.push(entry);
+                }
                 let mut event = draft
+                    .subjects([asked])
                     .purpose(purpose, basis)
                     .object(format!("pointers:{}", lookup.pointers.len()));
                 if let Some(reason) = break_glass {
@@ -494,25 +520,37 @@ impl IndexService {
                 user: context.user.clone(),
                 role: context.role,
                 organisation: requester,
-            })
-            .subjects([person]);
+            });
         let transaction = context.transaction;
+        let (_entered, keys) = self.vault.enter().await?;
         let result = self
             .ledger
             .commit(move |txn| -> Result<Option<Regie>, IndexError> {
+                let mut persons = Persons::new(keys);
+                let known = persons.find(txn.store(), &person)?;
                 let refuse = |txn: &mut Txn<'_>, e: IndexError| {
                     // The reason's code is the status the requester gets (see `api::error`).
                     let code = match e {
                         IndexError::Denied(_) => "permission_denied",
                         _ => "failed_precondition",
                     };
-                    txn.audit(draft.clone().refused(format!("{code}: {e}")));
+                    txn.audit(
+                        draft
+                            .clone()
+                            .subjects(known)
+                            .refused(format!("{code}: {e}")),
+                    );
                     Err(e)
                 };
                 if claim && let Err(denial) = allowed {
                     return refuse(txn, denial.into());
                 }
-                let household = Household::around(txn.store(), [person], None, None)?;
+                let asked = match known {
+                    Some(asked) => asked,
+                    None if claim => persons.resolve(txn, &person)?,
+                    None => return refuse(txn, IndexError::NoRegie(requester)),
+                };
+                let household = Household::around(txn.store(), [asked], None, None)?;
                 let held = household.regie(txn.store())?;
                 let regie = if claim {
                     match held {
@@ -535,7 +573,10 @@ impl IndexService {
                                 holder: requester,
                                 since: txn.now(),
                             };
-                            txn.change(Change::PutRegie { person, regie });
+                            txn.change(Change::PutRegie {
+                                person: asked,
+                                regie,
+                            });
                             Some(regie)
                         }
                     }
@@ -548,7 +589,7 @@ impl IndexService {
                         _ => return refuse(txn, IndexError::NoRegie(requester)),
                     }
                 };
-                txn.audit(draft.clone());
+                txn.audit(draft.clone().subjects([asked]));
                 for pointer in &household.pointers {
                     queue_notice(
                         txn,
@@ -595,10 +636,11 @@ impl IndexService {
             user: context.user.clone(),
             role: context.role,
             organisation: requester,
-        })
-        .subjects([person]);
+        });
+        let (_entered, keys) = self.vault.enter().await?;
         self.ledger
             .commit(move |txn| -> Result<Waakvlam, IndexError> {
+                let mut persons = Persons::new(keys);
                 let checked = decision.and_then(|()| {
                     if days == 0 || days > max {
                         Err(IndexError::Days { max })
@@ -607,10 +649,12 @@ impl IndexService {
                     }
                 });
                 if let Err(e) = checked {
-                    txn.audit(draft.refused(format!("refused: {e}")));
+                    let known = persons.find(txn.store(), &person)?;
+                    txn.audit(draft.subjects(known).refused(format!("refused: {e}")));
                     return Err(e);
                 }
-                let household = Household::around(txn.store(), [person], None, None)?;
+                let asked = persons.resolve(txn, &person)?;
+                let household = Household::around(txn.store(), [asked], None, None)?;
                 let now = txn.now();
                 let entry = Waakvlam {
                     id: SignalId::new(),
@@ -622,7 +666,13 @@ impl IndexService {
                     alerts: 0,
                 };
                 txn.change(Change::PutWaakvlam(entry.clone()));
-                txn.audit(draft.object(format!("waakvlam:{}", entry.id)));
+                txn.audit(
+                    draft
+                        .subjects([asked])
+                        .object(format!("waakvlam:{}", entry.id)),
+                );
+                let mut entry = entry;
+                reveal_all(txn.store(), &mut persons, &mut entry)?;
                 Ok(entry)
             })
             .await?
@@ -642,10 +692,11 @@ impl IndexService {
         )
         .purpose(Purpose::WaakvlamFollowUp, LegalBasis::Avg61e)
         .counterpart(requester);
+        let (_entered, keys) = self.vault.enter().await?;
         self.ledger
             .commit(move |txn| -> Result<Vec<Waakvlam>, IndexError> {
                 let now = txn.now();
-                let entries: Vec<Waakvlam> = txn
+                let mut entries: Vec<Waakvlam> = txn
                     .store()
                     .waakvlam_all()?
                     .into_iter()
@@ -656,10 +707,112 @@ impl IndexService {
                         .subjects(entries.iter().flat_map(|w| w.persons.clone()))
                         .object(format!("waakvlam:{}", entries.len())),
                 );
+                let mut persons = Persons::new(keys);
+                for entry in &mut entries {
+                    reveal_all(txn.store(), &mut persons, entry)?;
+                }
                 Ok(entries)
             })
             .await?
     }
+}
+
+/// The index's key epochs, from the outside: which person a pseudonym names, rotation.
+impl IndexService {
+    /// The index's person id for a federation pseudonym, if it knows the person (for subject
+    /// access: the index's audit log names persons by id). Creates nothing.
+    pub async fn person_of(&self, federation: &Pseudonym) -> Result<Option<Pseudonym>, IndexError> {
+        let (_entered, keys) = self.vault.enter().await?;
+        Ok(Persons::new(keys).find(self.ledger.store().as_ref(), federation)?)
+    }
+
+    /// Starts moving every person to the next key epoch; `event` (an administrator's request)
+    /// is recorded with the start.
+    pub async fn rotate(&self, event: EventDraft) -> Result<IndexKeyStatus, IndexError> {
+        let event = event.purpose(Purpose::MatchNotification, LegalBasis::Jeugdwet7141);
+        self.vault.start_rotation(event).await?;
+        self.rotation.notify_one();
+        self.key_status()
+    }
+
+    pub fn key_status(&self) -> Result<IndexKeyStatus, IndexError> {
+        let (epochs, left, moved) = self.vault.status()?;
+        Ok(IndexKeyStatus {
+            epochs,
+            left,
+            moved,
+        })
+    }
+
+    /// Runs rotations to their end, batch by batch, until the node stops; afterwards (and at
+    /// every start) asks the services to delete the epochs no person is kept under any more.
+    pub async fn run_rotation(self: Arc<Self>, mut stopped: tokio::sync::watch::Receiver<bool>) {
+        let mut retired = false;
+        loop {
+            let step = self
+                .vault
+                .step(|epoch| {
+                    EventDraft::new(TransactionId::new(), self.actor("keys"), Action::IndexRekey)
+                        .purpose(Purpose::MatchNotification, LegalBasis::Jeugdwet7141)
+                        .object(format!("epoch:{epoch}"))
+                })
+                .await;
+            let pause = match step {
+                Ok(Step::Moved(_)) => {
+                    tokio::task::yield_now().await;
+                    if *stopped.borrow() {
+                        return;
+                    }
+                    continue;
+                }
+                Ok(Step::Finished(epoch)) => {
+                    tracing::info!(epoch, "index key rotation finished");
+                    retired = false;
+                    std::time::Duration::ZERO
+                }
+                Ok(Step::Idle) => std::time::Duration::from_secs(30),
+                Err(e) => {
+                    tracing::warn!(error = %e, "index key rotation: cannot go on yet");
+                    std::time::Duration::from_secs(5)
+                }
+            };
+            if !retired {
+                match self.vault.retire_old_epochs().await {
+                    Ok(()) => retired = true,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "index key rotation: old epochs not retired yet")
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = self.rotation.notified() => {}
+                _ = stopped.wait_for(|stop| *stop) => return,
+            }
+        }
+    }
+}
+
+/// The index's key epoch and a rotation's progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexKeyStatus {
+    pub epochs: crate::domain::IndexEpoch,
+    /// Persons under the current epoch.
+    pub left: u64,
+    /// Persons under the next epoch (while a rotation runs).
+    pub moved: u64,
+}
+
+/// Names a follow-up's persons by their federation pseudonyms again, for its coordinator.
+fn reveal_all(
+    store: &dyn Store,
+    persons: &mut Persons,
+    entry: &mut Waakvlam,
+) -> Result<(), IndexError> {
+    for person in entry.persons.iter_mut() {
+        *person = persons.reveal(store, person)?;
+    }
+    Ok(())
 }
 
 /// What one index sweep removed.
@@ -781,7 +934,8 @@ fn alert_waakvlam(
     txn: &mut Txn<'_>,
     pointer: &Pointer,
     transaction: TransactionId,
-) -> Result<(), StoreError> {
+    persons: &mut Persons,
+) -> Result<(), IndexError> {
     let now = txn.now();
     let mut alerted = BTreeSet::new();
     for person in pointer.persons() {
@@ -790,6 +944,7 @@ fn alert_waakvlam(
                 continue;
             }
             entry.alerts += 1;
+            let person = persons.reveal(txn.store(), &person)?;
             queue_notice(
                 txn,
                 transaction,

@@ -5,12 +5,14 @@
 //! The trait is asynchronous and batched because the federation's pseudonym service answers
 //! over the network; the keyed pseudonymiser answers at once.
 
+mod epochs;
 pub mod federated;
 mod keyed;
 mod local;
 pub mod oprf;
 pub mod service;
 
+pub use epochs::{EpochError, IndexEpochs};
 pub use federated::OprfPseudonymiser;
 pub use keyed::{KeyedPseudonymiser, read_or_create_secret};
 pub use local::LocalPseudonyms;

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use super::epochs::{EpochError, IndexEpochs};
 use super::{OprfError, ServiceKey};
 use crate::directory::{Member, NodeRole};
 use crate::domain::{Action, Actor, EventDraft, Oin, PrincipalId, TransactionId};
@@ -35,6 +36,10 @@ pub enum ServiceError {
     NotAChainMember,
     #[error("this node is not one of the directory's pseudonym services")]
     NotInChain,
+    #[error("index key: only the directory's index may ask for an index key share")]
+    NotTheIndex,
+    #[error(transparent)]
+    Epoch(#[from] EpochError),
     #[error(transparent)]
     Oprf(#[from] OprfError),
     #[error("the next pseudonym service: {0}")]
@@ -53,6 +58,7 @@ struct Bucket {
 #[derive(Debug)]
 pub struct PseudonymService {
     key: ServiceKey,
+    epochs: IndexEpochs,
     federation: Arc<Federation>,
     peers: Arc<dyn Peers>,
     ledger: Arc<Ledger>,
@@ -64,12 +70,14 @@ pub struct PseudonymService {
 impl PseudonymService {
     pub fn new(
         key: ServiceKey,
+        epochs: IndexEpochs,
         federation: Arc<Federation>,
         peers: Arc<dyn Peers>,
         ledger: Arc<Ledger>,
     ) -> PseudonymService {
         PseudonymService {
             key,
+            epochs,
             federation,
             peers,
             ledger,
@@ -165,17 +173,60 @@ impl PseudonymService {
         Ok(answer)
     }
 
+    /// The index's share of `epoch`'s at-rest key (see [`IndexEpochs`]), recorded with the
+    /// epoch, never the share.
+    pub async fn index_key(
+        &self,
+        from: &Member,
+        transaction: TransactionId,
+        epoch: u32,
+    ) -> Result<[u8; 32], ServiceError> {
+        if !from.has_role(NodeRole::Index) {
+            return Err(ServiceError::NotTheIndex);
+        }
+        let share = self.epochs.share(&from.oin, epoch)?;
+        let event = EventDraft::new(transaction, self.system_actor(), Action::IndexKeyShare)
+            .counterpart(from.oin)
+            .object(format!("epoch:{epoch}"));
+        self.ledger.commit(move |txn| txn.audit(event)).await?;
+        Ok(share)
+    }
+
+    /// Deletes the epoch secrets before `before`, at the index's word that no person is kept
+    /// under them any more. Returns the oldest epoch left.
+    pub async fn retire_index_epochs(
+        &self,
+        from: &Member,
+        transaction: TransactionId,
+        before: u32,
+    ) -> Result<u32, ServiceError> {
+        if !from.has_role(NodeRole::Index) {
+            return Err(ServiceError::NotTheIndex);
+        }
+        let oldest = self.epochs.retire_before(before)?;
+        let event = EventDraft::new(transaction, self.system_actor(), Action::IndexEpochRetire)
+            .counterpart(from.oin)
+            .object(format!("epoch:{oldest}"))
+            .reason(format!("epochs before {before} retired"));
+        self.ledger.commit(move |txn| txn.audit(event)).await?;
+        Ok(oldest)
+    }
+
+    fn system_actor(&self) -> Actor {
+        Actor {
+            user: PrincipalId::system("pseudonyms"),
+            role: None,
+            organisation: self.federation.me(),
+        }
+    }
+
     /// Records the counts since the last record: one event per organisation served.
     pub async fn record_counts(&self, period: &str) -> Result<(), ServiceError> {
         let counts = std::mem::take(&mut *self.counts.lock().unwrap_or_else(|e| e.into_inner()));
         if counts.is_empty() {
             return Ok(());
         }
-        let actor = Actor {
-            user: PrincipalId::system("pseudonyms"),
-            role: None,
-            organisation: self.federation.me(),
-        };
+        let actor = self.system_actor();
         let transaction = TransactionId::new();
         let events: Vec<EventDraft> = counts
             .into_iter()

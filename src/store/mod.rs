@@ -20,8 +20,9 @@ pub use crypt::{DataKeyId, Keyring};
 pub use sled_store::{SledStore, StoreOptions};
 
 use crate::domain::{
-    ArchiveEntry, BreakGlassItem, ForkRecord, MessageId, Notice, Oin, OutboxMessage, Pointer,
-    Pseudonym, ReceivedMelding, Regie, Signal, SignalId, UnixMillis, Waakvlam,
+    ArchiveEntry, BreakGlassItem, ForkRecord, IndexEpoch, MessageId, Notice, Oin, OutboxMessage,
+    Pointer, Pseudonym, ReceivedMelding, Regie, SealedPerson, Signal, SignalId, UnixMillis,
+    Waakvlam,
 };
 
 pub type Hash32 = [u8; 32];
@@ -105,6 +106,23 @@ pub enum Change {
         person: Pseudonym,
     },
     PutWaakvlam(Waakvlam),
+    /// The index's person under `tag` (its federation pseudonym keyed under the epoch's
+    /// index key) in `epoch`.
+    PutPersonTag {
+        epoch: u32,
+        tag: Hash32,
+        person: Pseudonym,
+    },
+    DeletePersonTag {
+        epoch: u32,
+        tag: Hash32,
+    },
+    /// The index's person's federation pseudonym, sealed under an epoch's index key.
+    PutSealedPerson {
+        person: Pseudonym,
+        sealed: SealedPerson,
+    },
+    PutIndexEpoch(IndexEpoch),
     /// A pointer kept in the historical archive, indexed by its subject and its expiry.
     PutArchive(ArchiveEntry),
     DeleteArchive(ArchiveEntry),
@@ -244,6 +262,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn waakvlam(&self, id: &SignalId) -> Result<Option<Waakvlam>, StoreError>;
     fn waakvlam_about(&self, person: &Pseudonym) -> Result<Vec<Waakvlam>, StoreError>;
     fn waakvlam_all(&self) -> Result<Vec<Waakvlam>, StoreError>;
+    /// The index's person kept under `tag` in `epoch`.
+    fn person_by_tag(&self, epoch: u32, tag: &Hash32) -> Result<Option<Pseudonym>, StoreError>;
+    fn sealed_person(&self, person: &Pseudonym) -> Result<Option<SealedPerson>, StoreError>;
+    /// Up to `limit` (tag, person) pairs of `epoch`, in tag order.
+    fn person_tags(&self, epoch: u32, limit: usize)
+    -> Result<Vec<(Hash32, Pseudonym)>, StoreError>;
+    /// How many persons `epoch` holds.
+    fn count_person_tags(&self, epoch: u32) -> Result<u64, StoreError>;
+    fn index_epoch(&self) -> Result<Option<IndexEpoch>, StoreError>;
     /// The archived pointers whose subject is this person.
     fn archived_about(&self, subject: &Pseudonym) -> Result<Vec<ArchiveEntry>, StoreError>;
     /// Up to `limit` archived pointers whose five years ended at or before `now`.

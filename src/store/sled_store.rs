@@ -30,8 +30,9 @@ use super::{
     AuditEntry, Change, DataKeyUse, Hash32, RecordKey, ResealPage, Store, StoreError, StoreIter,
 };
 use crate::domain::{
-    ArchiveEntry, BreakGlassItem, ForkRecord, IndexNotice, MessageId, Notice, Oin, OutboxMessage,
-    Pointer, Pseudonym, ReceivedMelding, Regie, Signal, SignalId, UnixMillis, Waakvlam,
+    ArchiveEntry, BreakGlassItem, ForkRecord, IndexEpoch, IndexNotice, MessageId, Notice, Oin,
+    OutboxMessage, Pointer, Pseudonym, ReceivedMelding, Regie, SealedPerson, Signal, SignalId,
+    UnixMillis, Waakvlam,
 };
 
 /// The largest value the store writes, well under sled's blob threshold.
@@ -74,6 +75,12 @@ const WAAKVLAM: u8 = b'W';
 const WAAKVLAM_PERSON: u8 = b'V';
 /// `H<subject><oin><signal>`: an archived pointer, found by its subject.
 const ARCHIVE: u8 = b'H';
+/// The index's persons by epoch and tag (value: the person, in the clear: both are
+/// pseudonymous, and the tag is keyed under a key only the running index holds).
+const PERSON_TAG: u8 = b'T';
+/// The index's persons' federation pseudonyms, sealed under an epoch's index key.
+const SEALED_PERSON: u8 = b'U';
+const INDEX_EPOCH_KEY: &[u8] = b"mindex_epoch";
 /// `Y<expires at><subject><oin><signal>`: when an archived pointer's five years end.
 const ARCHIVE_EXPIRY: u8 = b'Y';
 // An organisation.
@@ -101,7 +108,7 @@ const DATA_KEYS_KEY: &[u8] = b"mdata_keys";
 /// The keyspaces whose values carry content and are sealed under a keyring, in key order.
 /// Left in the clear: index entries (empty, or a signal id), delivered message ids, the
 /// checkpoints (signed roots) and the accepted directory (signed, public to every member).
-const SEALED: [u8; 12] = [
+const SEALED: [u8; 13] = [
     MATCH,
     BREAK_GLASS,
     MELDING,
@@ -110,6 +117,7 @@ const SEALED: [u8; 12] = [
     NOTICE,
     POINTER,
     REGIE,
+    SEALED_PERSON,
     WAAKVLAM,
     EVENT,
     OUTBOX,
@@ -398,6 +406,7 @@ fn record_name(key: &[u8]) -> String {
         REGIE => "regie of person",
         WAAKVLAM => "waakvlam",
         ARCHIVE => "archived pointer",
+        SEALED_PERSON => "index person",
         _ => return String::from_utf8_lossy(&key[..1]).into_owned() + &hex(rest),
     };
     let id = |bytes: &[u8]| match <[u8; 16]>::try_from(bytes) {
@@ -457,6 +466,16 @@ fn utf8(key: &[u8], value: &[u8]) -> Result<String, StoreError> {
         key: hex(key),
         problem: "not UTF-8".into(),
     })
+}
+
+/// An index person's id, stored as the value of its tag.
+fn person_value(key: &[u8], value: &[u8]) -> Result<Pseudonym, StoreError> {
+    <[u8; 32]>::try_from(value)
+        .map(Pseudonym)
+        .map_err(|_| StoreError::Corrupt {
+            key: hex(key),
+            problem: "an index person is not 32 bytes".into(),
+        })
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -691,6 +710,17 @@ impl BatchBuilder<'_> {
                 self.put_sealed(key(REGIE, &[&person.0]), encode(regie))?
             }
             Change::DeleteRegie { person } => self.remove(key(REGIE, &[&person.0])),
+            Change::PutPersonTag { epoch, tag, person } => self.put(
+                key(PERSON_TAG, &[&epoch.to_be_bytes(), tag]),
+                person.0.to_vec(),
+            )?,
+            Change::DeletePersonTag { epoch, tag } => {
+                self.remove(key(PERSON_TAG, &[&epoch.to_be_bytes(), tag]))
+            }
+            Change::PutSealedPerson { person, sealed } => {
+                self.put_sealed(key(SEALED_PERSON, &[&person.0]), encode(sealed))?
+            }
+            Change::PutIndexEpoch(epoch) => self.put(INDEX_EPOCH_KEY.to_vec(), encode(epoch))?,
             Change::PutWaakvlam(waakvlam) => {
                 self.put_sealed(key(WAAKVLAM, &[waakvlam.id.as_bytes()]), encode(waakvlam))?;
                 for person in &waakvlam.persons {
@@ -1118,6 +1148,61 @@ impl Store for SledStore {
                 self.decode(&k, &v)
             })
             .collect()
+    }
+
+    fn person_by_tag(&self, epoch: u32, tag: &Hash32) -> Result<Option<Pseudonym>, StoreError> {
+        let k = key(PERSON_TAG, &[&epoch.to_be_bytes(), tag]);
+        self.tree.get(&k)?.map(|v| person_value(&k, &v)).transpose()
+    }
+
+    fn sealed_person(&self, person: &Pseudonym) -> Result<Option<SealedPerson>, StoreError> {
+        let k = key(SEALED_PERSON, &[&person.0]);
+        self.tree.get(&k)?.map(|v| self.decode(&k, &v)).transpose()
+    }
+
+    fn person_tags(
+        &self,
+        epoch: u32,
+        limit: usize,
+    ) -> Result<Vec<(Hash32, Pseudonym)>, StoreError> {
+        let mut found = Vec::new();
+        for item in self
+            .tree
+            .scan_prefix(key(PERSON_TAG, &[&epoch.to_be_bytes()]))
+            .take(limit)
+        {
+            let (k, v) = item?;
+            let tag: Hash32 = k[5..].try_into().map_err(|_| StoreError::Corrupt {
+                key: hex(&k),
+                problem: "an index person's key is not 37 bytes".into(),
+            })?;
+            found.push((tag, person_value(&k, &v)?));
+        }
+        Ok(found)
+    }
+
+    fn count_person_tags(&self, epoch: u32) -> Result<u64, StoreError> {
+        let mut count = 0;
+        for item in self
+            .tree
+            .scan_prefix(key(PERSON_TAG, &[&epoch.to_be_bytes()]))
+        {
+            item?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    fn index_epoch(&self) -> Result<Option<IndexEpoch>, StoreError> {
+        self.tree
+            .get(INDEX_EPOCH_KEY)?
+            .map(|v| {
+                serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+                    key: "index epoch".into(),
+                    problem: e.to_string(),
+                })
+            })
+            .transpose()
     }
 
     fn expired_archive(

@@ -705,3 +705,58 @@ pub async fn assert_reconciled(federation: &RunningFederation) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The federation pseudonym of a BSN, through the chain, as the school's node computes it.
+pub async fn federation_pseudonym(
+    federation: &RunningFederation,
+    bsn: &str,
+) -> kring::domain::Pseudonym {
+    use kring::pseudonym::Pseudonymiser;
+    let school = federation.node("school").federation().unwrap().clone();
+    let peers = Arc::new(kring::api::peer_client::GrpcPeers::new(school.clone()));
+    kring::pseudonym::OprfPseudonymiser::new(school, peers)
+        .pseudonymise(vec![kring::domain::Bsn::parse(bsn).unwrap()])
+        .await
+        .expect("the chain answers")[0]
+}
+
+/// The index key of `epoch` as these pseudonym services' epoch files give it, in this order.
+pub fn index_key_from(
+    federation: &RunningFederation,
+    services: &[&str],
+    epoch: u32,
+) -> kring::index::vault::EpochKey {
+    use kring::pseudonym::IndexEpochs;
+    let index = oin(INDEX);
+    let shares: Vec<[u8; 32]> = services
+        .iter()
+        .map(|service| {
+            let key_file = federation.configs[*service]
+                .federation
+                .as_ref()
+                .unwrap()
+                .pseudonym_key
+                .clone()
+                .unwrap();
+            IndexEpochs::open(&IndexEpochs::path_for(&key_file))
+                .expect("the epoch file reads")
+                .share(&index, epoch)
+                .expect("the service holds the epoch")
+        })
+        .collect();
+    kring::index::vault::EpochKey::derive(epoch, &shares)
+}
+
+/// The index's person for a federation pseudonym under `key`, read from its running store.
+pub fn person_under(
+    federation: &RunningFederation,
+    key: &kring::index::vault::EpochKey,
+    p: &kring::domain::Pseudonym,
+) -> Option<kring::domain::Pseudonym> {
+    federation
+        .node("index")
+        .ledger()
+        .store()
+        .person_by_tag(key.epoch(), &key.tag(p))
+        .expect("the store reads")
+}
