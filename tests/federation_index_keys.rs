@@ -379,3 +379,77 @@ async fn without_its_services_the_index_answers_unavailable_naming_its_key() {
     assert!(answer.pointers.is_empty());
     federation.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_interrupted_by_a_stop_finishes_after_the_restart_and_no_second_one_starts() {
+    let (_dir, mut federation) = start(&demo_members()).await;
+    let mut school = client(&federation, SCHOOL_AF).await;
+    register_ok(
+        &mut school,
+        worry(CHILD, &[(MOTHER, proto::Relation::Parent)]),
+    )
+    .await;
+    eventually("the index holds both persons", || async {
+        (store_count(&federation, 1) == 2).then_some(())
+    })
+    .await;
+
+    // The index stops right after a rotation started (its epoch record says so), and comes
+    // back while one service is away: it cannot have the keys to go on.
+    let config = federation.stop("index").await.unwrap();
+    {
+        let store = kring::store::SledStore::open(&config.data_dir.join("store"), &config.store)
+            .expect("the index's store");
+        kring::store::Store::apply(
+            &store,
+            &[kring::store::Change::PutIndexEpoch(
+                kring::domain::IndexEpoch {
+                    current: 1,
+                    next: Some(2),
+                },
+            )],
+        )
+        .unwrap();
+        kring::store::Store::sync(&store).unwrap();
+    }
+    federation.stop("pseudonyms-b").await.unwrap();
+    let clock: kring::clock::SharedClock = std::sync::Arc::new(kring::clock::SystemClock);
+    restart(&mut federation, "index", clock.clone()).await;
+    let mut admin = client(&federation, ADMIN).await;
+    let stuck = status(&mut admin).await;
+    assert_eq!(
+        (
+            stuck.epoch,
+            stuck.next_epoch,
+            stuck.persons_left,
+            stuck.persons_moved
+        ),
+        (1, 2, 2, 0)
+    );
+    refused(
+        admin
+            .audit
+            .rotate_index_key(proto::RotateIndexKeyRequest {
+                reason: "again".into(),
+            })
+            .await,
+        Code::FailedPrecondition,
+        "a rotation to index key epoch 2 is running (2 persons left under epoch 1)",
+    );
+
+    // With the service back, the rotation goes on by itself and finishes.
+    restart(&mut federation, "pseudonyms-b", clock).await;
+    let done = eventually("the rotation finishes", || {
+        let mut admin = admin.clone();
+        async move {
+            let now = status(&mut admin).await;
+            (now.next_epoch == 0).then_some(now)
+        }
+    })
+    .await;
+    assert_eq!((done.epoch, done.persons_left), (2, 2));
+    let mut vt = client(&federation, VT_ANALYST).await;
+    let map = triage(&mut vt, CHILD).await;
+    assert_eq!(map.len(), 2, "the child and the mother: {map:?}");
+    federation.shutdown().await.unwrap();
+}

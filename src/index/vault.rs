@@ -514,17 +514,23 @@ impl Vault {
     /// Starts a rotation to the next epoch: every service starts it, and the epoch record
     /// says so in the commit that records `event`.
     pub async fn start_rotation(&self, event: EventDraft) -> Result<IndexEpoch, VaultError> {
+        let not_rotating = || -> Result<(IndexEpoch, u64), VaultError> {
+            let (epochs, left, _) = self.status()?;
+            match epochs.next {
+                Some(next) => Err(VaultError::Rotating {
+                    current: epochs.current,
+                    next,
+                    left,
+                }),
+                None => Ok((epochs, left)),
+            }
+        };
+        // A running rotation is refused even while its keys cannot be had.
+        not_rotating()?;
         // Make sure the first epoch exists before rotating away from it.
         drop(self.enter().await?);
         let _alone = self.guard.write().await;
-        let (epochs, left, _) = self.status()?;
-        if let Some(next) = epochs.next {
-            return Err(VaultError::Rotating {
-                current: epochs.current,
-                next,
-                left,
-            });
-        }
+        let (epochs, left) = not_rotating()?;
         let rotating = IndexEpoch {
             current: epochs.current,
             next: Some(epochs.current + 1),
