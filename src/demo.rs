@@ -668,6 +668,69 @@ async fn play(story: &mut Story, federation: &RunningFederation) -> Result<(), D
         .into_inner();
     let view = crate::cli_support::AccessView::new(&report).map_err(scenario)?;
     story.line(view.summary());
+
+    story.step("The index's administrator rotates the index key while the index answers");
+    let mut beheer = federation.client("index", "beheer").await?;
+    let started = beheer
+        .audit
+        .rotate_index_key(proto::RotateIndexKeyRequest {
+            reason: "yearly rotation".into(),
+        })
+        .await
+        .map_err(ClientError::from)?
+        .into_inner();
+    story.line(format!(
+        "epoch {} to {}: {} persons to move, by the index, without a BSN",
+        started.epoch, started.next_epoch, started.persons_left
+    ));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let finished = loop {
+        let now = beheer
+            .audit
+            .get_index_key_status(proto::IndexKeyStatusRequest {})
+            .await
+            .map_err(ClientError::from)?
+            .into_inner();
+        if now.next_epoch == 0 {
+            break now;
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(scenario(format!("the rotation did not finish: {now:?}")));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let again = vt
+        .cases
+        .linked_signals(proto::LinkedSignalsRequest {
+            purpose: proto::Purpose::VtTriage as i32,
+            person_bsn: CHILD.into(),
+            household: true,
+        })
+        .await
+        .map_err(ClientError::from)?
+        .into_inner();
+    let shape = |m: &proto::SignalMap| -> Vec<(i32, Vec<String>)> {
+        m.persons
+            .iter()
+            .map(|p| {
+                (
+                    p.relation,
+                    p.organisations.iter().map(|o| o.oin.clone()).collect(),
+                )
+            })
+            .collect()
+    };
+    if shape(&again) != shape(&map) {
+        return Err(scenario("Veilig Thuis's map changed with the index key"));
+    }
+    story.line(format!(
+        "epoch {}: {} persons; Veilig Thuis's map of the child is the same ({} persons); the \
+         pseudonym services are asked to delete epoch {}",
+        finished.epoch,
+        finished.persons_left,
+        again.persons.len(),
+        started.epoch
+    ));
     Ok(())
 }
 
