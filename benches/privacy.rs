@@ -6,15 +6,17 @@
 //!    B, unblind and finalize), batched (64 persons a call) and one person a call.
 //! 2. registrations: durable, audited registrations per second at an organisation node with
 //!    64 registrations in flight over TLS, with and without what the hardening adds: a
-//!    standalone node with the keyed pseudonymiser and plain values (what a registration cost
-//!    before), the same with encryption at rest, and an organisation in a federation (two
-//!    pseudonym services, the index) whose every registration takes a federation pseudonym
-//!    through the chain, with and without encryption. In the federated cases the services and
-//!    the index run in this process too, on the same two cores.
+//!    standalone node with the keyed pseudonymiser and plain values, the same with encryption
+//!    at rest, and an organisation in a federation (two pseudonym services, the index): with a
+//!    keyed federation pseudonymiser (one HMAC key at the organisation) and plain values, as a
+//!    federated registration cost before the hardening, and with every federation pseudonym
+//!    through the chain, plain and sealed. In the federated cases the services and the index
+//!    run in this process too, on the same two cores.
 //!
 //! 3. split: the same registrations with the organisation node and its load pinned to one core
-//!    and, in the federated case, the services and the index pinned to the other, as if on
-//!    machines of their own: standalone and plain against federated and sealed.
+//!    and, in the federated cases, the services and the index pinned to the other, as if on
+//!    machines of their own: standalone and plain; federated with the keyed federation
+//!    pseudonymiser and plain; federated through the chain and sealed.
 //!
 //! Run: `cargo bench --bench privacy` (release). Options after `--`: `--seconds N` (per case,
 //! default 10), `--concurrency N` (pseudonym calls in flight, default 16), `--only chain`,
@@ -41,7 +43,7 @@ use kring::domain::{Bsn, OrgType, Role};
 use kring::node::RunningNode;
 use kring::pki::DevCa;
 use kring::policy::Policy;
-use kring::pseudonym::{OprfPseudonymiser, Pseudonymiser};
+use kring::pseudonym::{KeyedPseudonymiser, OprfPseudonymiser, Pseudonymiser};
 use kring::store::{DataKeyId, Keyring};
 
 /// Registrations in flight in the registration cases, as in `benches/registrations.rs`.
@@ -80,7 +82,7 @@ fn main() {
         runtime.block_on(chain(seconds, concurrency));
     }
     if only.as_deref().is_none_or(|o| o == "registrations") {
-        runtime.block_on(registrations(seconds));
+        registrations(&runtime, seconds);
     }
     drop(runtime);
     if only.as_deref().is_none_or(|o| o == "split") {
@@ -123,7 +125,7 @@ fn split(seconds: Duration) {
         seconds.as_secs()
     );
     println!(
-        "| organisation node (core 0) | pseudonyms | values at rest | registrations/s | vs. standalone |"
+        "| organisation node (core 0) | pseudonyms | values at rest | registrations/s | compared |"
     );
     println!("|---|---|---|---|---|");
     let organisation_core = runtime_on(0);
@@ -145,48 +147,53 @@ fn split(seconds: Duration) {
         load(client, seconds).await
     });
     organisation_core.block_on(node.shutdown()).unwrap();
-    println!("| standalone | keyed (HMAC) | plain | {before:.0} | 100% |");
-
-    // Federated and sealed: every registration through the chain, the pointer to the index.
-    let dir = tempfile::tempdir().unwrap();
-    let mut plan = plan(dir.path(), true);
-    let ca = plan.ca.clone();
-    let mut started = Vec::new();
-    let mut school = None;
-    for mut planned in plan.nodes.drain(..) {
-        planned.release_ports();
-        let core = usize::from(planned.key != "school");
-        pin_to(core);
-        let runtime = if core == 0 {
-            &organisation_core
-        } else {
-            &federation_core
-        };
-        let node = runtime
-            .block_on(RunningNode::start(planned.config, clock.clone()))
-            .expect("the node starts");
-        if planned.key == "school" {
-            school = Some((started.len(), planned.tokens["p"].clone()));
-        }
-        started.push((core, node));
-    }
-    pin_to(0);
-    let (at, token) = school.expect("the plan has the school");
-    let after = organisation_core.block_on(async {
-        let client = connect(&ca, &started[at].1, &token).await;
-        load(client, seconds).await
-    });
     println!(
-        "| federated | OPRF, two services | AES-256-GCM | {after:.0} | {:.0}% |",
-        100.0 * after / before
+        "| {} | plain | {before:.0} | 100% of standalone |",
+        Pseudonyms::Local.label()
     );
-    for (core, node) in started {
-        let runtime = if core == 0 {
-            &organisation_core
-        } else {
-            &federation_core
-        };
-        runtime.block_on(node.shutdown()).unwrap();
+
+    // Federated: before the hardening (a keyed federation pseudonymiser, plain values) and
+    // after it (every registration through the chain, sealed values); the pointer goes to the
+    // index in both.
+    let mut federated_before = None;
+    for (keyed, encrypted) in [(true, false), (false, true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = plan(dir.path(), encrypted);
+        let ca = plan.ca.clone();
+        let (started, at, token) = start_plan(plan, keyed, |key| {
+            let core = usize::from(key != "school");
+            pin_to(core);
+            if core == 0 {
+                (0, &organisation_core)
+            } else {
+                (1, &federation_core)
+            }
+        });
+        pin_to(0);
+        let rate = organisation_core.block_on(async {
+            let client = connect(&ca, &started[at].1, &token).await;
+            load(client, seconds).await
+        });
+        let federated = *federated_before.get_or_insert(rate);
+        println!(
+            "| {} | {} | {rate:.0} | {:.0}% of standalone, {:.0}% of federated before |",
+            if keyed {
+                Pseudonyms::KeyedFederation.label()
+            } else {
+                Pseudonyms::Oprf.label()
+            },
+            if encrypted { "AES-256-GCM" } else { "plain" },
+            100.0 * rate / before,
+            100.0 * rate / federated
+        );
+        for (core, node) in started {
+            let runtime = if core == 0 {
+                &organisation_core
+            } else {
+                &federation_core
+            };
+            runtime.block_on(node.shutdown()).unwrap();
+        }
     }
 }
 
@@ -335,58 +342,126 @@ async fn chain(seconds: Duration, concurrency: usize) {
     federation.shutdown().await.unwrap();
 }
 
-async fn registrations(seconds: Duration) {
+/// How the organisation node pseudonymises in a registration case.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pseudonyms {
+    /// Standalone, under its node secret.
+    Local,
+    /// Federated, under one federation-wide HMAC key at the organisation: the federation path
+    /// as it was before the oblivious pseudonyms.
+    KeyedFederation,
+    /// Federated, through the chain of two pseudonym services.
+    Oprf,
+}
+
+impl Pseudonyms {
+    fn label(self) -> &'static str {
+        match self {
+            Pseudonyms::Local => "standalone | keyed (HMAC)",
+            Pseudonyms::KeyedFederation => "federated | keyed federation HMAC",
+            Pseudonyms::Oprf => "federated | OPRF, two services",
+        }
+    }
+}
+
+/// The pre-hardening federation pseudonymiser: one HMAC key shared by the organisations.
+fn keyed_federation() -> Arc<dyn Pseudonymiser> {
+    Arc::new(KeyedPseudonymiser::from_secret(&[7u8; 32]))
+}
+
+/// Starts every node of `plan` (the school with the keyed federation pseudonymiser when
+/// `keyed`), each on the runtime `runtime_for` gives its key; returns the nodes with the
+/// runtime index they run on, and the school's position and token.
+fn start_plan<'r>(
+    plan: DevFederation,
+    keyed: bool,
+    runtime_for: impl Fn(&str) -> (usize, &'r tokio::runtime::Runtime),
+) -> (Vec<(usize, RunningNode)>, usize, String) {
+    let clock: kring::clock::SharedClock = Arc::new(SystemClock);
+    let mut started = Vec::new();
+    let mut school = None;
+    let mut plan = plan;
+    for mut planned in plan.nodes.drain(..) {
+        planned.release_ports();
+        let (core, runtime) = runtime_for(&planned.key);
+        let node = if keyed && planned.key == "school" {
+            runtime.block_on(RunningNode::start_for_baseline(
+                planned.config,
+                clock.clone(),
+                keyed_federation(),
+            ))
+        } else {
+            runtime.block_on(RunningNode::start(planned.config, clock.clone()))
+        }
+        .expect("the node starts");
+        if planned.key == "school" {
+            school = Some((started.len(), planned.tokens["p"].clone()));
+        }
+        started.push((core, node));
+    }
+    let (at, token) = school.expect("the plan has the school");
+    (started, at, token)
+}
+
+fn registrations(runtime: &tokio::runtime::Runtime, seconds: Duration) {
     println!(
         "\nregistrations: {IN_FLIGHT} in flight over TLS, {} s per case after a 2 s warm-up",
         seconds.as_secs()
     );
-    println!("| organisation node | pseudonyms | values at rest | registrations/s | vs. before |");
+    println!(
+        "| organisation node | pseudonyms | values at rest | registrations/s | vs. the same node before |"
+    );
     println!("|---|---|---|---|---|");
-    let mut before = None;
-    for (federated, encrypted) in [(false, false), (false, true), (true, false), (true, true)] {
+    let mut before = std::collections::HashMap::new();
+    for (pseudonyms, encrypted) in [
+        (Pseudonyms::Local, false),
+        (Pseudonyms::Local, true),
+        (Pseudonyms::KeyedFederation, false),
+        (Pseudonyms::Oprf, false),
+        (Pseudonyms::Oprf, true),
+    ] {
         let dir = tempfile::tempdir().unwrap();
-        let rate = if federated {
-            let federation = start(dir.path(), encrypted).await;
-            let client = federation.client("school", "p").await.expect("a client");
-            let rate = load(client, seconds).await;
-            federation.shutdown().await.unwrap();
-            rate
+        let rate = if pseudonyms == Pseudonyms::Local {
+            runtime.block_on(async {
+                let ca = DevCa::generate("kring benchmark CA").unwrap();
+                let organisation =
+                    DevOrganisation::new("Basisschool", "00000001820000001000", OrgType::School)
+                        .principal("p", &[Role::Signaler]);
+                let mut dev = dev_node(&ca, &organisation, &dir.path().join("school")).unwrap();
+                if encrypted {
+                    dev.config.store.keyring = Some(Arc::new(Keyring::generate(
+                        DataKeyId::new(1).expect("not zero"),
+                    )));
+                }
+                let node = RunningNode::start(dev.config, Arc::new(SystemClock))
+                    .await
+                    .expect("the node starts");
+                let client = connect(&ca, &node, &dev.tokens["p"]).await;
+                let rate = load(client, seconds).await;
+                node.shutdown().await.unwrap();
+                rate
+            })
         } else {
-            let ca = DevCa::generate("kring benchmark CA").unwrap();
-            let organisation =
-                DevOrganisation::new("Basisschool", "00000001820000001000", OrgType::School)
-                    .principal("p", &[Role::Signaler]);
-            let mut dev = dev_node(&ca, &organisation, &dir.path().join("school")).unwrap();
-            if encrypted {
-                dev.config.store.keyring = Some(Arc::new(Keyring::generate(
-                    DataKeyId::new(1).expect("not zero"),
-                )));
+            let plan = plan(dir.path(), encrypted);
+            let ca = plan.ca.clone();
+            let (nodes, at, token) =
+                start_plan(plan, pseudonyms == Pseudonyms::KeyedFederation, |_| {
+                    (0, runtime)
+                });
+            let rate = runtime.block_on(async {
+                let client = connect(&ca, &nodes[at].1, &token).await;
+                load(client, seconds).await
+            });
+            for (_, node) in nodes {
+                runtime.block_on(node.shutdown()).unwrap();
             }
-            let node = RunningNode::start(dev.config, Arc::new(SystemClock))
-                .await
-                .expect("the node starts");
-            let roots = kring::tls::roots_from_pem(ca.cert_pem().as_bytes()).unwrap();
-            let client = LocalClient::connect(
-                &node.local_addr().to_string(),
-                "localhost",
-                roots,
-                Some(&dev.tokens["p"]),
-            )
-            .await
-            .expect("a connection");
-            let rate = load(client, seconds).await;
-            node.shutdown().await.unwrap();
             rate
         };
-        let baseline = *before.get_or_insert(rate);
+        let federated = pseudonyms != Pseudonyms::Local;
+        let baseline = *before.entry(federated).or_insert(rate);
         println!(
-            "| {} | {} | {} | {rate:.0} | {:.0}% |",
-            if federated { "federated" } else { "standalone" },
-            if federated {
-                "OPRF, two services"
-            } else {
-                "keyed (HMAC)"
-            },
+            "| {} | {} | {rate:.0} | {:.0}% |",
+            pseudonyms.label(),
             if encrypted { "AES-256-GCM" } else { "plain" },
             100.0 * rate / baseline
         );

@@ -107,6 +107,27 @@ impl RunningNode {
     /// Opens the store, checks the audit log against its last checkpoint, binds the local
     /// listener and starts serving.
     pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, NodeError> {
+        RunningNode::start_with(config, clock, None).await
+    }
+
+    /// Starts a federated node that pseudonymises with `pseudonymiser` instead of the chain of
+    /// pseudonym services. For the privacy benchmark's baseline only (registration as it cost
+    /// with a keyed federation pseudonymiser, before the hardening): no configuration reaches
+    /// it, because a key at every organisation is what the oblivious pseudonyms replace.
+    #[doc(hidden)]
+    pub async fn start_for_baseline(
+        config: Config,
+        clock: SharedClock,
+        pseudonymiser: Arc<dyn Pseudonymiser>,
+    ) -> Result<RunningNode, NodeError> {
+        RunningNode::start_with(config, clock, Some(pseudonymiser)).await
+    }
+
+    async fn start_with(
+        config: Config,
+        clock: SharedClock,
+        baseline: Option<Arc<dyn Pseudonymiser>>,
+    ) -> Result<RunningNode, NodeError> {
         crate::tls::install_provider();
         std::fs::create_dir_all(&config.data_dir).map_err(|error| NodeError::DataDir {
             path: config.data_dir.display().to_string(),
@@ -159,8 +180,9 @@ impl RunningNode {
         let peers: Option<Arc<dyn Peers>> = federation
             .as_ref()
             .map(|f| Arc::new(api::peer_client::GrpcPeers::new(f.clone())) as Arc<dyn Peers>);
-        let pseudonymiser: Arc<dyn Pseudonymiser> = match (&federation, &peers) {
-            (Some(federation), Some(peers)) => {
+        let pseudonymiser: Arc<dyn Pseudonymiser> = match (baseline, &federation, &peers) {
+            (Some(baseline), _, _) => baseline,
+            (None, Some(federation), Some(peers)) => {
                 Arc::new(OprfPseudonymiser::new(federation.clone(), peers.clone()))
             }
             _ => Arc::new(KeyedPseudonymiser::from_secret(&secret)),
