@@ -575,25 +575,19 @@ async fn play(story: &mut Story, federation: &RunningFederation) -> Result<(), D
     ));
 
     story.step("Veilig Thuis asks for the linked signals, for its safety assessment");
+    let triage_of_the_child = || proto::LinkedSignalsRequest {
+        purpose: proto::Purpose::VtTriage as i32,
+        person_bsn: CHILD.into(),
+        household: true,
+    };
     let map = vt
         .cases
-        .linked_signals(proto::LinkedSignalsRequest {
-            purpose: proto::Purpose::VtTriage as i32,
-            person_bsn: CHILD.into(),
-            household: true,
-        })
+        .linked_signals(triage_of_the_child())
         .await
         .map_err(ClientError::from)?
         .into_inner();
     story.line(crate::cli_support::render_map(&map));
-    let refused = school
-        .cases
-        .linked_signals(proto::LinkedSignalsRequest {
-            purpose: proto::Purpose::VtTriage as i32,
-            person_bsn: CHILD.into(),
-            household: true,
-        })
-        .await;
+    let refused = school.cases.linked_signals(triage_of_the_child()).await;
     match refused {
         Err(status) => story.line(format!(
             "the school asking the same is refused: {:?}: {}",
@@ -701,11 +695,7 @@ async fn play(story: &mut Story, federation: &RunningFederation) -> Result<(), D
     };
     let again = vt
         .cases
-        .linked_signals(proto::LinkedSignalsRequest {
-            purpose: proto::Purpose::VtTriage as i32,
-            person_bsn: CHILD.into(),
-            household: true,
-        })
+        .linked_signals(triage_of_the_child())
         .await
         .map_err(ClientError::from)?
         .into_inner();

@@ -14,8 +14,6 @@ use kring::domain::Role;
 use kring::pseudonym::IndexEpochs;
 use tonic::Code;
 
-type PseudonymsClient = proto::pseudonyms_client::PseudonymsClient<tonic::transport::Channel>;
-
 const ADMIN: (&str, &str) = ("index", "beheer");
 
 fn members_with_admins() -> Vec<kring::devnet::DevMember> {
@@ -57,15 +55,6 @@ async fn triage(vt: &mut LocalClient, bsn: &str) -> Vec<(i32, Vec<String>)> {
             )
         })
         .collect()
-}
-
-async fn pseudonyms_as(
-    federation: &RunningFederation,
-    service: &str,
-    as_node: &str,
-) -> PseudonymsClient {
-    let channel = peer_channel(federation, service, &identity(federation, as_node)).await;
-    PseudonymsClient::new(channel)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -323,13 +312,7 @@ async fn key_requests_are_refused_precisely_and_change_nothing() {
             .any(|e| e.counterpart_oin == SCHOOL && e.reason.contains("permission_denied"))
     );
     // Nothing was started by the refused requests: epoch 2 does not exist at the service.
-    let key_file = federation.configs["pseudonyms"]
-        .federation
-        .as_ref()
-        .unwrap()
-        .pseudonym_key
-        .clone()
-        .unwrap();
+    let key_file = pseudonym_key_file(&federation, "pseudonyms");
     let text = std::fs::read_to_string(IndexEpochs::path_for(&key_file)).unwrap_or_default();
     assert!(!text.lines().any(|l| l.starts_with("2 ")), "{text}");
     federation.shutdown().await.unwrap();
@@ -352,16 +335,7 @@ async fn without_its_services_the_index_answers_unavailable_naming_its_key() {
 
     let channel = peer_channel(&federation, "index", &identity(&federation, "veilig-thuis")).await;
     let mut index = IndexClient::new(channel);
-    let lookup = || proto::LookupRequest {
-        context: Some(context(
-            &new_transaction(),
-            proto::Purpose::VtTriage,
-            "l.smit",
-            proto::Role::Analyst,
-        )),
-        person: vec![7; 32],
-        household: false,
-    };
+    let lookup = || triage_lookup(vec![7; 32], false);
     refused(
         index.lookup(lookup()).await,
         Code::Unavailable,

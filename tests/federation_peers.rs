@@ -223,16 +223,7 @@ async fn the_index_gate_refuses_an_impersonator_before_any_pointer_is_read() {
     );
     let channel = peer_channel(&federation, "index", &impostor).await;
     let status = IndexClient::new(channel)
-        .lookup(proto::LookupRequest {
-            context: Some(context(
-                &new_transaction(),
-                proto::Purpose::VtTriage,
-                "l.smit",
-                proto::Role::Analyst,
-            )),
-            person: vec![7; 32],
-            household: true,
-        })
+        .lookup(triage_lookup(vec![7; 32], true))
         .await
         .expect_err("an impersonator is refused");
     assert_eq!(status.code(), Code::Unauthenticated);

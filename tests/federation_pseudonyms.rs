@@ -16,17 +16,9 @@ use kring::domain::{Bsn, Pseudonym};
 use kring::pseudonym::{OprfPseudonymiser, Pseudonymiser, ServiceKey, oprf};
 use tonic::Code;
 
-type PseudonymsClient = proto::pseudonyms_client::PseudonymsClient<tonic::transport::Channel>;
-
 /// The key share a pseudonym service created at its first start, read from its file.
 fn key_share(federation: &RunningFederation, service: &str) -> ServiceKey {
-    let path = federation.configs[service]
-        .federation
-        .as_ref()
-        .unwrap()
-        .pseudonym_key
-        .clone()
-        .expect("a pseudonym service has a key file");
+    let path = pseudonym_key_file(federation, service);
     ServiceKey::read_or_create(&path).expect("the key share reads")
 }
 
@@ -38,16 +30,6 @@ fn pseudonym_under(bsn: &str, shares: &[&ServiceKey]) -> Pseudonym {
         element = share.evaluate(&[element]).expect("a valid element")[0].to_vec();
     }
     oprf::finalize(blinded, &element).expect("a valid evaluation")
-}
-
-/// A client of `service`'s Pseudonyms API presenting node `as_node`'s peer certificate.
-async fn pseudonyms_as(
-    federation: &RunningFederation,
-    service: &str,
-    as_node: &str,
-) -> PseudonymsClient {
-    let channel = peer_channel(federation, service, &identity(federation, as_node)).await;
-    PseudonymsClient::new(channel)
 }
 
 /// `n` blinded elements of different BSNs, as an organisation sends them.

@@ -138,6 +138,16 @@ impl AuditApi {
         self
     }
 
+    /// An administrator's call about the index key.
+    async fn begin_index_key(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<Call, Status> {
+        self.calls
+            .begin(metadata, Action::IndexRekey, Capability::RotateIndexKey)
+            .await
+    }
+
     fn the_index(&self) -> Result<&Arc<crate::index::IndexService>, ApiError> {
         self.index.as_ref().ok_or_else(|| {
             ApiError::FailedPrecondition(
@@ -346,14 +356,7 @@ impl proto::audit_server::Audit for AuditApi {
         &self,
         request: Request<proto::RotateIndexKeyRequest>,
     ) -> Result<Response<proto::IndexKeyStatus>, Status> {
-        let call = self
-            .calls
-            .begin(
-                request.metadata(),
-                Action::IndexRekey,
-                Capability::RotateIndexKey,
-            )
-            .await?;
+        let call = self.begin_index_key(request.metadata()).await?;
         let reason = request.get_ref().reason.trim();
         let result = async {
             if reason.is_empty() || reason.len() > 200 {
@@ -380,14 +383,7 @@ impl proto::audit_server::Audit for AuditApi {
         &self,
         request: Request<proto::IndexKeyStatusRequest>,
     ) -> Result<Response<proto::IndexKeyStatus>, Status> {
-        let call = self
-            .calls
-            .begin(
-                request.metadata(),
-                Action::IndexRekey,
-                Capability::RotateIndexKey,
-            )
-            .await?;
+        let call = self.begin_index_key(request.metadata()).await?;
         let result = async {
             let status = self.the_index()?.key_status()?;
             Ok(key_status(status, &call))

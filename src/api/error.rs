@@ -200,7 +200,8 @@ impl From<crate::index::IndexError> for ApiError {
                 crate::index::vault::VaultError::Store(e) => e.into(),
                 crate::index::vault::VaultError::Person { .. } => ApiError::Internal(e.to_string()),
                 crate::index::vault::VaultError::NoServices
-                | crate::index::vault::VaultError::Share { .. } => {
+                | crate::index::vault::VaultError::Share { .. }
+                | crate::index::vault::VaultError::Retire { .. } => {
                     ApiError::Unavailable(e.to_string())
                 }
             },

@@ -55,6 +55,8 @@ pub enum VaultError {
     Store(#[from] StoreError),
     #[error("index key for epoch {epoch}: {source}")]
     Share { epoch: u32, source: PeerError },
+    #[error("retiring the index key epochs before {before}: {source}")]
+    Retire { before: u32, source: PeerError },
     #[error("index person {person}: {problem}")]
     Person { person: Pseudonym, problem: String },
 }
@@ -386,7 +388,8 @@ impl KeyCache {
         Ok(key)
     }
 
-    async fn fetch(&self, epoch: u32) -> Result<EpochKey, VaultError> {
+    /// The pseudonym services of the chain, in order.
+    fn services(&self) -> Result<Vec<crate::domain::Oin>, VaultError> {
         let services: Vec<_> = self
             .federation
             .directory()
@@ -396,21 +399,34 @@ impl KeyCache {
         if services.is_empty() {
             return Err(VaultError::NoServices);
         }
-        let transaction = TransactionId::new();
-        let mut shares: Zeroizing<Vec<[u8; 32]>> =
-            Zeroizing::new(Vec::with_capacity(services.len()));
-        for service in &services {
-            let share = tokio::time::timeout(
-                self.federation.timeout(),
-                self.peers.index_key(service, &transaction, epoch),
-            )
+        Ok(services)
+    }
+
+    /// A service's answer within the peer timeout.
+    async fn within<T>(
+        &self,
+        service: &crate::domain::Oin,
+        call: impl std::future::Future<Output = Result<T, PeerError>>,
+    ) -> Result<T, PeerError> {
+        tokio::time::timeout(self.federation.timeout(), call)
             .await
             .map_err(|_| PeerError::Unavailable {
                 oin: *service,
                 reason: "did not answer in time".into(),
             })
             .and_then(|answer| answer)
-            .map_err(|source| VaultError::Share { epoch, source })?;
+    }
+
+    async fn fetch(&self, epoch: u32) -> Result<EpochKey, VaultError> {
+        let services = self.services()?;
+        let transaction = TransactionId::new();
+        let mut shares: Zeroizing<Vec<[u8; 32]>> =
+            Zeroizing::new(Vec::with_capacity(services.len()));
+        for service in &services {
+            let share = self
+                .within(service, self.peers.index_key(service, &transaction, epoch))
+                .await
+                .map_err(|source| VaultError::Share { epoch, source })?;
             shares.push(share);
         }
         Ok(EpochKey::derive(epoch, &shares))
@@ -418,21 +434,15 @@ impl KeyCache {
 
     /// Asks every service to delete the epochs before `before`.
     pub async fn retire_before(&self, before: u32) -> Result<(), VaultError> {
-        let services: Vec<_> = self
-            .federation
-            .directory()
-            .pseudonym_services()
-            .map(|m| m.oin)
-            .collect();
         let transaction = TransactionId::new();
-        for service in &services {
-            self.peers
-                .retire_index_epochs(service, &transaction, before)
-                .await
-                .map_err(|source| VaultError::Share {
-                    epoch: before,
-                    source,
-                })?;
+        for service in &self.services()? {
+            self.within(
+                service,
+                self.peers
+                    .retire_index_epochs(service, &transaction, before),
+            )
+            .await
+            .map_err(|source| VaultError::Retire { before, source })?;
         }
         Ok(())
     }
@@ -544,12 +554,7 @@ impl Vault {
                 rotating.current + 1
             ))
             .reason(format!("{given}; started: {left} persons to move"));
-        self.ledger
-            .commit(move |txn| {
-                txn.change(Change::PutIndexEpoch(rotating));
-                txn.audit(event);
-            })
-            .await?;
+        self.record(rotating, event).await?;
         Ok(rotating)
     }
 
@@ -591,15 +596,21 @@ impl Vault {
         let event = finished(next)
             .object(format!("epoch:{}->{next}", epochs.current))
             .reason(format!("finished: {moved} persons under epoch {next}"));
-        self.ledger
-            .commit(move |txn| {
-                txn.change(Change::PutIndexEpoch(done));
-                txn.audit(event);
-            })
-            .await?;
+        self.record(done, event).await?;
         // Forget the old key at once; the services are asked to delete it by the caller.
         self.cache.keys(done).await?;
         Ok(Step::Finished(next))
+    }
+
+    /// Records the epoch record and the event that changed it, in one commit.
+    async fn record(&self, epochs: IndexEpoch, event: EventDraft) -> Result<(), VaultError> {
+        self.ledger
+            .commit(move |txn| {
+                txn.change(Change::PutIndexEpoch(epochs));
+                txn.audit(event);
+            })
+            .await?;
+        Ok(())
     }
 
     /// Asks every service to delete the epochs before the current one.

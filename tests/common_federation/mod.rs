@@ -731,17 +731,12 @@ pub fn index_key_from(
     let shares: Vec<[u8; 32]> = services
         .iter()
         .map(|service| {
-            let key_file = federation.configs[*service]
-                .federation
-                .as_ref()
-                .unwrap()
-                .pseudonym_key
-                .clone()
-                .unwrap();
-            IndexEpochs::open(&IndexEpochs::path_for(&key_file))
-                .expect("the epoch file reads")
-                .share(&index, epoch)
-                .expect("the service holds the epoch")
+            IndexEpochs::open(&IndexEpochs::path_for(&pseudonym_key_file(
+                federation, service,
+            )))
+            .expect("the epoch file reads")
+            .share(&index, epoch)
+            .expect("the service holds the epoch")
         })
         .collect();
     kring::index::vault::EpochKey::derive(epoch, &shares)
@@ -759,4 +754,39 @@ pub fn person_under(
         .store()
         .person_by_tag(key.epoch(), &key.tag(p))
         .expect("the store reads")
+}
+
+/// The OPRF key file of pseudonym service `service`.
+pub fn pseudonym_key_file(federation: &RunningFederation, service: &str) -> std::path::PathBuf {
+    federation.configs[service]
+        .federation
+        .as_ref()
+        .and_then(|f| f.pseudonym_key.clone())
+        .expect("a pseudonym service has a key file")
+}
+
+pub type PseudonymsClient = proto::pseudonyms_client::PseudonymsClient<Channel>;
+
+/// A client of `service`'s Pseudonyms API presenting node `as_node`'s peer certificate.
+pub async fn pseudonyms_as(
+    federation: &RunningFederation,
+    service: &str,
+    as_node: &str,
+) -> PseudonymsClient {
+    let channel = peer_channel(federation, service, &identity(federation, as_node)).await;
+    PseudonymsClient::new(channel)
+}
+
+/// A lookup at the index as Veilig Thuis's analyst asks it, for triage.
+pub fn triage_lookup(person: Vec<u8>, household: bool) -> proto::LookupRequest {
+    proto::LookupRequest {
+        context: Some(context(
+            &new_transaction(),
+            proto::Purpose::VtTriage,
+            "l.smit",
+            proto::Role::Analyst,
+        )),
+        person,
+        household,
+    }
 }
