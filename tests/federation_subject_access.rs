@@ -261,8 +261,8 @@ async fn a_privacy_officer_gets_every_event_about_the_child_from_every_node_and_
     assert!(broke[0].emergency);
     assert_eq!(broke[0].purpose, Some(Purpose::Emergency));
 
-    // The index: the pointers the school and the GP published about the child (it records
-    // federation pseudonyms, and is asked with one).
+    // The index: the pointers the school and the GP published about the child (it records its
+    // own person ids, and finds the child's from the federation pseudonym it is asked with).
     let at_index = of(&view, INDEX);
     let published: BTreeSet<Option<Oin>> = at_index
         .iter()
