@@ -122,14 +122,18 @@ async fn a_rotation_moves_every_person_to_the_next_epoch_while_the_index_answers
         .into_inner();
     assert_eq!((started.epoch, started.next_epoch), (1, 2));
     let mut during = Vec::new();
-    let finished = loop {
-        during.push(triage(&mut vt, CHILD).await);
-        let now = status(&mut admin).await;
-        if now.next_epoch == 0 {
-            break now;
+    let finished = tokio::time::timeout(WAIT, async {
+        loop {
+            during.push(triage(&mut vt, CHILD).await);
+            let now = status(&mut admin).await;
+            if now.next_epoch == 0 {
+                break now;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
+    })
+    .await
+    .expect("the rotation finishes");
     assert!(during.iter().all(|map| *map == before), "{during:?}");
     assert_eq!((finished.epoch, finished.persons_left), (2, persons));
 
@@ -222,14 +226,16 @@ async fn key_requests_are_refused_precisely_and_change_nothing() {
     let mut admin = client(&federation, ADMIN).await;
 
     // Only an administrator rotates, only with a reason, only at the index.
-    refused(
-        admin
-            .audit
-            .rotate_index_key(proto::RotateIndexKeyRequest { reason: " ".into() })
-            .await,
-        Code::InvalidArgument,
-        "reason",
-    );
+    for reason in [" ".to_owned(), "x".repeat(201)] {
+        refused(
+            admin
+                .audit
+                .rotate_index_key(proto::RotateIndexKeyRequest { reason })
+                .await,
+            Code::InvalidArgument,
+            "reason: is required (1 to 200 characters)",
+        );
+    }
     let mut officer_client = officer(&federation, "index").await;
     refused(
         officer_client
@@ -255,7 +261,7 @@ async fn key_requests_are_refused_precisely_and_change_nothing() {
     let unchanged = status(&mut admin).await;
     assert_eq!((unchanged.epoch, unchanged.next_epoch), (1, 0));
     let refusals = events(&federation, "index", proto::AuditAction::IndexRekey).await;
-    assert_eq!(refusals.len(), 2, "both refusals at the index are recorded");
+    assert_eq!(refusals.len(), 3, "every refusal at the index is recorded");
     assert!(
         refusals
             .iter()
