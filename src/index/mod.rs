@@ -744,11 +744,27 @@ impl IndexService {
         })
     }
 
-    /// Runs rotations to their end, batch by batch, until the node stops; afterwards (and at
-    /// every start) asks the services to delete the epochs no person is kept under any more.
+    /// Loads the index key at start, then runs rotations to their end, batch by batch, until
+    /// the node stops; afterwards (and at every start) asks the services to delete the epochs
+    /// no person is kept under any more.
     pub async fn run_rotation(self: Arc<Self>, mut stopped: tokio::sync::watch::Receiver<bool>) {
         let mut retired = false;
+        let mut warmed = false;
         loop {
+            // Load the index key at start, so that the first request does not wait for it.
+            if !warmed {
+                match self.vault.enter().await {
+                    Ok(_) => warmed = true,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "index key: not loaded yet");
+                        tokio::select! {
+                            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                            _ = stopped.wait_for(|stop| *stop) => return,
+                        }
+                        continue;
+                    }
+                }
+            }
             let step = self
                 .vault
                 .step(|epoch| {

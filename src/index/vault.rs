@@ -273,11 +273,7 @@ impl Persons {
             return Ok(*federation);
         }
         let sealed = store
-            .sealed_person(person)
-            .map_err(|e| VaultError::Person {
-                person: *person,
-                problem: e.to_string(),
-            })?
+            .sealed_person(person)?
             .ok_or_else(|| VaultError::Person {
                 person: *person,
                 problem: "is not kept".into(),
@@ -304,21 +300,11 @@ pub fn move_batch(txn: &mut Txn<'_>, keys: &Keys, limit: usize) -> Result<usize,
     let Some(next) = keys.next.as_deref() else {
         return Ok(0);
     };
-    let store_error = |person: Pseudonym| {
-        move |e: StoreError| VaultError::Person {
-            person,
-            problem: e.to_string(),
-        }
-    };
-    let batch = txn
-        .store()
-        .person_tags(keys.current.epoch, limit)
-        .map_err(store_error(Pseudonym([0; 32])))?;
+    let batch = txn.store().person_tags(keys.current.epoch, limit)?;
     for (tag, person) in &batch {
         let sealed = txn
             .store()
-            .sealed_person(person)
-            .map_err(store_error(*person))?
+            .sealed_person(person)?
             .ok_or_else(|| VaultError::Person {
                 person: *person,
                 problem: "has a tag but no sealed pseudonym".into(),
