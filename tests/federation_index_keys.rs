@@ -195,6 +195,27 @@ async fn a_rotation_moves_every_person_to_the_next_epoch_while_the_index_answers
         assert!(retired.iter().any(|e| e.object == "epoch:2"), "{retired:?}");
     }
 
+    // The administrator's command line says the same.
+    let ca = federation.base.join("ca.crt");
+    std::fs::write(&ca, federation.ca.cert_pem()).unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_kring"));
+    command
+        .args(["audit", "index-key", "--node"])
+        .arg(federation.node("index").local_addr().to_string())
+        .arg("--ca")
+        .arg(&ca)
+        .env("KRING_TOKEN", &federation.tokens["index"]["beheer"])
+        .env_remove("KRING_NODE")
+        .env_remove("KRING_CA");
+    let output = tokio::task::spawn_blocking(move || command.output().expect("kring runs"))
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        format!("index key epoch 2: {persons} persons\n")
+    );
+
     // A restarted index loads epoch 2's key from the services and finds everyone again.
     let clock: kring::clock::SharedClock = std::sync::Arc::new(kring::clock::SystemClock);
     federation.stop("index").await.unwrap();
