@@ -75,6 +75,8 @@ struct RawFederation {
     roles: Vec<String>,
     pseudonym_key: Option<PathBuf>,
     peer_timeout_ms: Option<u64>,
+    /// At the index: rotate the index key this many days after the current epoch started.
+    index_key_rotate_days: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -209,6 +211,9 @@ pub struct FederationSettings {
     /// The pseudonym service's OPRF key file (created at first start).
     pub pseudonym_key: Option<PathBuf>,
     pub peer_timeout: Duration,
+    /// At the index: rotate the index key on its own this many days after the current epoch
+    /// started (none: only when an administrator asks).
+    pub index_key_rotate_days: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -570,6 +575,20 @@ fn validate_federation(
             "must be between 100 and 60000",
         ));
     }
+    if let Some(days) = raw.index_key_rotate_days {
+        if !roles.contains(&crate::directory::NodeRole::Index) {
+            return Err(invalid(
+                "federation.index_key_rotate_days",
+                "only the index has an index key to rotate",
+            ));
+        }
+        if !(1..=3650).contains(&days) {
+            return Err(invalid(
+                "federation.index_key_rotate_days",
+                "must be between 1 and 3650",
+            ));
+        }
+    }
     Ok(FederationSettings {
         listen,
         tls,
@@ -579,6 +598,7 @@ fn validate_federation(
         roles,
         pseudonym_key,
         peer_timeout: Duration::from_millis(peer_timeout_ms),
+        index_key_rotate_days: raw.index_key_rotate_days,
     })
 }
 

@@ -152,6 +152,7 @@ impl DevFederation {
                     .contains(&NodeRole::PseudonymService)
                     .then(|| dir.join("oprf.key")),
                 peer_timeout: Duration::from_secs(2),
+                index_key_rotate_days: None,
             });
             planned.config.listen = format!("127.0.0.1:{}", reserve_port(&mut reserved)?)
                 .parse()

@@ -370,7 +370,19 @@ fn the_script_gives_every_configuration_what_it_references() {
             .unwrap()
             .trim()
     );
-    let cases: [(String, &[&str]); 5] = [
+    let index = std::fs::read_to_string(deployment.config_path("index")).unwrap();
+    let rotate_line = "index_key_rotate_days = 365";
+    assert!(index.contains(rotate_line));
+    let cases: [(String, &[&str]); 8] = [
+        (
+            school.replace(file_line, &format!("{file_line}\n{rotate_line}")),
+            &["federation.index_key_rotate_days: only the index has an index key to rotate"],
+        ),
+        (
+            index.replace(rotate_line, "index_key_rotate_days = 0"),
+            &["federation.index_key_rotate_days: must be between 1 and 3650"],
+        ),
+        (index.clone(), &[]),
         (
             school.replace(file_line, &format!("{file_line}\n{inline}")),
             &["federation.authority_key: give authority_key or authority_key_file, not both"],

@@ -401,16 +401,11 @@ async fn a_rotation_interrupted_by_a_stop_finishes_after_the_restart_and_no_seco
     {
         let store = kring::store::SledStore::open(&config.data_dir.join("store"), &config.store)
             .expect("the index's store");
-        kring::store::Store::apply(
-            &store,
-            &[kring::store::Change::PutIndexEpoch(
-                kring::domain::IndexEpoch {
-                    current: 1,
-                    next: Some(2),
-                },
-            )],
-        )
-        .unwrap();
+        let mut epochs = kring::store::Store::index_epoch(&store)
+            .unwrap()
+            .expect("epoch 1 started");
+        epochs.next = Some(2);
+        kring::store::Store::apply(&store, &[kring::store::Change::PutIndexEpoch(epochs)]).unwrap();
         kring::store::Store::sync(&store).unwrap();
     }
     federation.stop("pseudonyms-b").await.unwrap();
@@ -452,5 +447,54 @@ async fn a_rotation_interrupted_by_a_stop_finishes_after_the_restart_and_no_seco
     let mut vt = client(&federation, VT_ANALYST).await;
     let map = triage(&mut vt, CHILD).await;
     assert_eq!(map.len(), 2, "the child and the mother: {map:?}");
+    federation.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_index_rotates_its_key_on_its_schedule() {
+    const DAY: i64 = kring::domain::UnixMillis::DAY;
+    let (_dir, federation, clock) = start_manual_for_years(&demo_members(), 1, |planned| {
+        if planned.key == "index" {
+            planned
+                .config
+                .federation
+                .as_mut()
+                .unwrap()
+                .index_key_rotate_days = Some(30);
+        }
+    })
+    .await;
+    let mut school = client(&federation, SCHOOL_AF).await;
+    register_ok(&mut school, worry(CHILD, &[])).await;
+    eventually("the index holds the child", || async {
+        (store_count(&federation, 1) == 1).then_some(())
+    })
+    .await;
+    let mut admin = client(&federation, ADMIN).await;
+
+    // Twenty-nine days on, the epoch is not due (the schedule is looked at every 5 s).
+    clock.advance(29 * DAY);
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    let waiting = status(&mut admin).await;
+    assert_eq!((waiting.epoch, waiting.next_epoch), (1, 0));
+
+    // Past thirty days the index rotates on its own, and records why.
+    clock.advance(2 * DAY);
+    let rotated = eventually("the scheduled rotation finishes", || {
+        let mut admin = admin.clone();
+        async move {
+            let now = status(&mut admin).await;
+            (now.epoch == 2 && now.next_epoch == 0).then_some(now)
+        }
+    })
+    .await;
+    assert_eq!(rotated.persons_left, 1);
+    let rekeys = events(&federation, "index", proto::AuditAction::IndexRekey).await;
+    assert_eq!(rekeys.len(), 2, "{rekeys:?}");
+    assert_eq!(rekeys[0].actor.as_ref().unwrap().user, "kring:keys");
+    assert_eq!(
+        rekeys[0].reason,
+        "scheduled: every 30 days; started: 1 persons to move"
+    );
     federation.shutdown().await.unwrap();
 }

@@ -380,6 +380,9 @@ pub struct IndexEpoch {
     pub current: u32,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub next: Option<u32>,
+    /// When `current` became the epoch every person is kept under.
+    #[serde(default)]
+    pub since: UnixMillis,
 }
 
 /// A person's federation pseudonym as the index keeps it: sealed (AES-256-GCM) under the

@@ -175,6 +175,8 @@ pub struct IndexService {
     vault: Vault,
     /// Wakes the rotation task.
     rotation: Notify,
+    /// Rotate the index key on its own this many days after an epoch started.
+    rotate_every_days: Option<u32>,
 }
 
 impl IndexService {
@@ -186,6 +188,7 @@ impl IndexService {
     ) -> IndexService {
         IndexService {
             vault: Vault::new(federation.clone(), peers, ledger.clone()),
+            rotate_every_days: federation.settings().index_key_rotate_days,
             ledger,
             federation,
             outbox,
@@ -735,6 +738,25 @@ impl IndexService {
         self.key_status()
     }
 
+    /// Starts the scheduled rotation once the current epoch is `days` old.
+    async fn rotate_when_due(&self, days: u32) {
+        match self.vault.due(days) {
+            Ok(true) => {
+                let event =
+                    EventDraft::new(TransactionId::new(), self.actor("keys"), Action::IndexRekey)
+                        .reason(format!("scheduled: every {days} days"));
+                match self.rotate(event).await {
+                    Ok(_) => tracing::info!(days, "scheduled index key rotation started"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "scheduled index key rotation: not started")
+                    }
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "scheduled index key rotation: cannot tell"),
+        }
+    }
+
     pub fn key_status(&self) -> Result<IndexKeyStatus, IndexError> {
         let (epochs, left, moved) = self.vault.status()?;
         Ok(IndexKeyStatus {
@@ -786,7 +808,12 @@ impl IndexService {
                     retired = false;
                     std::time::Duration::ZERO
                 }
-                Ok(Step::Idle) => std::time::Duration::from_secs(30),
+                Ok(Step::Idle) => {
+                    if let Some(days) = self.rotate_every_days {
+                        self.rotate_when_due(days).await;
+                    }
+                    std::time::Duration::from_secs(5)
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "index key rotation: cannot go on yet");
                     std::time::Duration::from_secs(5)

@@ -190,13 +190,6 @@ impl Keys {
             .find(|k| k.epoch == epoch)
             .map(|k| k.as_ref())
     }
-
-    pub fn epochs(&self) -> IndexEpoch {
-        IndexEpoch {
-            current: self.current.epoch,
-            next: self.next.as_ref().map(|k| k.epoch),
-        }
-    }
 }
 
 /// Resolves federation pseudonyms to person ids (and back) within one commit, remembering the
@@ -483,6 +476,7 @@ impl Vault {
                 let first = IndexEpoch {
                     current: 1,
                     next: None,
+                    since: self.ledger.now(),
                 };
                 self.cache.keys(first).await?;
                 self.ledger
@@ -498,6 +492,7 @@ impl Vault {
         let epochs = store.index_epoch()?.unwrap_or(IndexEpoch {
             current: 1,
             next: None,
+            since: crate::domain::UnixMillis(0),
         });
         let left = store.count_person_tags(epochs.current)?;
         let moved = match epochs.next {
@@ -505,6 +500,19 @@ impl Vault {
             None => 0,
         };
         Ok((epochs, left, moved))
+    }
+
+    /// Whether the current epoch is at least `days` old and no rotation runs (an index whose
+    /// first epoch has not started yet is not due).
+    pub fn due(&self, days: u32) -> Result<bool, VaultError> {
+        Ok(match self.ledger.store().index_epoch()? {
+            Some(epochs) => {
+                epochs.next.is_none()
+                    && self.ledger.now().0 - epochs.since.0
+                        >= i64::from(days) * crate::domain::UnixMillis::DAY
+            }
+            None => false,
+        })
     }
 
     /// Starts a rotation to the next epoch: every service starts it, and the epoch record
@@ -528,8 +536,8 @@ impl Vault {
         let _alone = self.guard.write().await;
         let (epochs, left) = not_rotating()?;
         let rotating = IndexEpoch {
-            current: epochs.current,
             next: Some(epochs.current + 1),
+            ..epochs
         };
         self.cache.keys(rotating).await?;
         let given = event.reason.clone().unwrap_or_default();
@@ -578,6 +586,7 @@ impl Vault {
         let done = IndexEpoch {
             current: next,
             next: None,
+            since: self.ledger.now(),
         };
         let event = finished(next)
             .object(format!("epoch:{}->{next}", epochs.current))
