@@ -66,18 +66,9 @@ fn main() {
 fn bsn(n: u64) -> String {
     let mut k = n;
     loop {
-        let digits: Vec<u32> = format!("{:08}", 10_000_000 + k % 89_999_999)
-            .chars()
-            .map(|c| c.to_digit(10).unwrap())
-            .collect();
-        let sum: u32 = digits
-            .iter()
-            .zip([9, 8, 7, 6, 5, 4, 3, 2])
-            .map(|(d, w)| d * w)
-            .sum();
-        if sum % 11 < 10 {
-            return digits.iter().map(|d| d.to_string()).collect::<String>()
-                + &(sum % 11).to_string();
+        let eight = 10_000_000 + k % 89_999_999;
+        if let Some(check) = kring::devnet::elfproef_check_digit(eight as u32) {
+            return format!("{eight:08}{check}");
         }
         k += 100_000_000;
     }

@@ -217,14 +217,9 @@ fn bsn(n: u64) -> Bsn {
 fn bsn_text(n: u64) -> String {
     let mut k = n;
     loop {
-        let digits = format!("{:08}", 10_000_000 + k % 89_999_999);
-        let sum: u32 = digits
-            .bytes()
-            .zip([9, 8, 7, 6, 5, 4, 3, 2])
-            .map(|(d, w)| u32::from(d - b'0') * w)
-            .sum();
-        if sum % 11 < 10 {
-            return format!("{digits}{}", sum % 11);
+        let eight = 10_000_000 + k % 89_999_999;
+        if let Some(check) = kring::devnet::elfproef_check_digit(eight as u32) {
+            return format!("{eight:08}{check}");
         }
         k += 100_000_000;
     }

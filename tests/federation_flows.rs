@@ -555,11 +555,7 @@ async fn regie_is_one_coordinator_visible_to_every_party_and_claimed_by_one_at_a
     }
     let map = vt
         .cases
-        .linked_signals(proto::LinkedSignalsRequest {
-            purpose: proto::Purpose::VtTriage as i32,
-            person_bsn: MOTHER.into(),
-            household: true,
-        })
+        .linked_signals(triage_of(MOTHER))
         .await
         .expect("Veilig Thuis's map")
         .into_inner();

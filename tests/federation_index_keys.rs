@@ -37,11 +37,7 @@ async fn status(admin: &mut LocalClient) -> proto::IndexKeyStatus {
 async fn triage(vt: &mut LocalClient, bsn: &str) -> Vec<(i32, Vec<String>)> {
     let map = vt
         .cases
-        .linked_signals(proto::LinkedSignalsRequest {
-            purpose: proto::Purpose::VtTriage as i32,
-            person_bsn: bsn.into(),
-            household: true,
-        })
+        .linked_signals(triage_of(bsn))
         .await
         .expect("Veilig Thuis's triage map")
         .into_inner();

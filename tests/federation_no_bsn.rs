@@ -240,11 +240,7 @@ async fn play(federation: &RunningFederation, people: &People) -> Vec<String> {
         .expect("coordination");
     school
         .cases
-        .linked_signals(proto::LinkedSignalsRequest {
-            purpose: proto::Purpose::VtTriage as i32,
-            person_bsn: CHILD.into(),
-            household: true,
-        })
+        .linked_signals(triage_of(CHILD))
         .await
         .expect_err("the school may not triage");
     vt.cases

@@ -87,16 +87,6 @@ async fn signals_of(client: &LocalClient) -> Vec<proto::Signal> {
         .signals
 }
 
-async fn all_matches(client: &LocalClient) -> proto::ListMatchesResponse {
-    client
-        .signals
-        .clone()
-        .list_matches(proto::ListMatchesRequest {})
-        .await
-        .expect("the matches are listed")
-        .into_inner()
-}
-
 /// The organisations Veilig Thuis's map of `person` names, as sources or as unavailable.
 async fn vt_sees(federation: &RunningFederation, person: &str) -> Vec<String> {
     let mut vt = client(federation, VT_ANALYST).await;

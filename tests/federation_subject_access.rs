@@ -136,11 +136,7 @@ async fn a_privacy_officer_gets_every_event_about_the_child_from_every_node_and_
     let mut vt = client(&federation, VT_ANALYST).await;
     let triage = vt
         .cases
-        .linked_signals(proto::LinkedSignalsRequest {
-            purpose: proto::Purpose::VtTriage as i32,
-            person_bsn: CHILD.into(),
-            household: true,
-        })
+        .linked_signals(triage_of(CHILD))
         .await
         .expect("Veilig Thuis's triage map")
         .into_inner();

@@ -276,11 +276,7 @@ async fn disclosures_are_an_export_at_the_source_and_an_import_at_the_requester(
     let mut vt = client(&federation, VT_ANALYST).await;
     let response = vt
         .cases
-        .linked_signals(proto::LinkedSignalsRequest {
-            purpose: proto::Purpose::VtTriage as i32,
-            person_bsn: CHILD.into(),
-            household: true,
-        })
+        .linked_signals(triage_of(CHILD))
         .await
         .expect("Veilig Thuis's map");
     let transaction = transaction_of(response.metadata());

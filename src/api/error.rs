@@ -192,21 +192,24 @@ impl From<crate::index::IndexError> for ApiError {
                 ApiError::invalid("days", e.to_string().trim_start_matches("days: "))
             }
             IndexError::Invalid { field, rule } => ApiError::invalid(field, rule),
-            IndexError::Vault(e) => match e {
-                crate::index::vault::VaultError::Rotating { .. } => {
-                    ApiError::FailedPrecondition(e.to_string())
-                }
-                crate::index::vault::VaultError::Ledger(e) => e.into(),
-                crate::index::vault::VaultError::Store(e) => e.into(),
-                crate::index::vault::VaultError::Person { .. } => ApiError::Internal(e.to_string()),
-                crate::index::vault::VaultError::NoServices
-                | crate::index::vault::VaultError::Share { .. }
-                | crate::index::vault::VaultError::Retire { .. } => {
-                    ApiError::Unavailable(e.to_string())
-                }
-            },
+            IndexError::Vault(e) => e.into(),
             IndexError::Ledger(e) => e.into(),
             IndexError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::index::vault::VaultError> for ApiError {
+    fn from(e: crate::index::vault::VaultError) -> Self {
+        use crate::index::vault::VaultError;
+        match e {
+            VaultError::Rotating { .. } => ApiError::FailedPrecondition(e.to_string()),
+            VaultError::Ledger(e) => e.into(),
+            VaultError::Store(e) => e.into(),
+            VaultError::Person { .. } => ApiError::Internal(e.to_string()),
+            VaultError::NoServices | VaultError::Share { .. } | VaultError::Retire { .. } => {
+                ApiError::Unavailable(e.to_string())
+            }
         }
     }
 }

@@ -176,31 +176,13 @@ pub async fn connect(address: &str, ca_pem: &str, token: Option<&str>) -> LocalC
 
 /// A valid BSN (elfproef) made from `n`; different `n` give different BSNs.
 pub fn bsn(n: u32) -> String {
-    with_check_digit(20_000_000 + (n % 7_000_000) * 11)
+    kring::devnet::bsn_from(20_000_000 + (n % 7_000_000) * 11)
 }
 
 /// A valid nine-digit BSN that starts with 0, so that its last eight digits are the same BSN
 /// in its eight-digit form; different `n` give different BSNs, none equal to a [`bsn`].
 pub fn bsn_with_leading_zero(n: u32) -> String {
-    with_check_digit(1_000_000 + (n % 800_000) * 11)
-}
-
-/// Eight digits and the check digit that makes them pass the elfproef (the next eight-digit
-/// number when no check digit does).
-fn with_check_digit(mut base: u32) -> String {
-    loop {
-        let digits = format!("{base:08}");
-        let sum: u32 = digits
-            .bytes()
-            .zip([9, 8, 7, 6, 5, 4, 3, 2])
-            .map(|(d, w)| u32::from(d - b'0') * w)
-            .sum();
-        let check = sum % 11;
-        if check < 10 {
-            return format!("{digits}{check}");
-        }
-        base += 1;
-    }
+    kring::devnet::bsn_from(1_000_000 + (n % 800_000) * 11)
 }
 
 /// Whether a string passes the elfproef, checked independently of the node.

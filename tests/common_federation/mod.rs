@@ -58,28 +58,13 @@ pub const FG: &str = "fg";
 
 /// A valid BSN (elfproef) made from `n`; different `n` (below 7,000,000) give different BSNs.
 pub fn bsn(n: u32) -> String {
-    with_check_digit(20_000_000 + (n % 7_000_000) * 11)
+    kring::devnet::bsn_from(20_000_000 + (n % 7_000_000) * 11)
 }
 
 /// A valid BSN starting with 0, so that its last eight digits are the same BSN written with
 /// eight digits.
 pub fn bsn_with_leading_zero(n: u32) -> String {
-    with_check_digit(1_000_000 + (n % 800_000) * 11)
-}
-
-fn with_check_digit(mut base: u32) -> String {
-    loop {
-        let digits = format!("{base:08}");
-        let sum: u32 = digits
-            .bytes()
-            .zip([9, 8, 7, 6, 5, 4, 3, 2])
-            .map(|(d, w)| u32::from(d - b'0') * w)
-            .sum();
-        if sum % 11 < 10 {
-            return format!("{digits}{}", sum % 11);
-        }
-        base += 1;
-    }
+    kring::devnet::bsn_from(1_000_000 + (n % 800_000) * 11)
 }
 
 pub fn oin(text: &str) -> Oin {
@@ -421,8 +406,8 @@ where
     }
 }
 
-/// The organisation's current matches.
-pub async fn list_matches(client: &LocalClient) -> Vec<proto::MatchInfo> {
+/// The organisation's current and historical matches.
+pub async fn all_matches(client: &LocalClient) -> proto::ListMatchesResponse {
     client
         .signals
         .clone()
@@ -430,7 +415,11 @@ pub async fn list_matches(client: &LocalClient) -> Vec<proto::MatchInfo> {
         .await
         .expect("the matches are listed")
         .into_inner()
-        .matches
+}
+
+/// The organisation's current matches.
+pub async fn list_matches(client: &LocalClient) -> Vec<proto::MatchInfo> {
+    all_matches(client).await.matches
 }
 
 /// Waits until the organisation's matches satisfy `done`, and returns them.
@@ -788,5 +777,14 @@ pub fn triage_lookup(person: Vec<u8>, household: bool) -> proto::LookupRequest {
         )),
         person,
         household,
+    }
+}
+
+/// Veilig Thuis's triage question about a person and the household.
+pub fn triage_of(bsn: &str) -> proto::LinkedSignalsRequest {
+    proto::LinkedSignalsRequest {
+        purpose: proto::Purpose::VtTriage as i32,
+        person_bsn: bsn.into(),
+        household: true,
     }
 }
