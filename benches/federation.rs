@@ -62,18 +62,6 @@ fn main() {
     }
 }
 
-/// A valid BSN from a counter: eight digits and the elfproef check digit.
-fn bsn(n: u64) -> String {
-    let mut k = n;
-    loop {
-        let eight = 10_000_000 + k % 89_999_999;
-        if let Some(check) = kring::devnet::elfproef_check_digit(eight as u32) {
-            return format!("{eight:08}{check}");
-        }
-        k += 100_000_000;
-    }
-}
-
 fn register(subject: &str, related: &str, relation: proto::Relation) -> proto::RegisterRequest {
     proto::RegisterRequest {
         subject_bsn: subject.into(),
@@ -190,8 +178,8 @@ async fn notice_latency(samples: usize) {
     let mut latencies = Vec::new();
     for n in 0..samples as u64 {
         let (a, b) = ((n % 3) as usize, ((n + 1) % 3) as usize);
-        let child = bsn(1_000_000 + 2 * n);
-        let mother = bsn(1_000_000 + 2 * n + 1);
+        let child = common::bsn(1_000_000 + 2 * n);
+        let mother = common::bsn(1_000_000 + 2 * n + 1);
         let first = clients[a]
             .signals
             .register(register(&child, &mother, proto::Relation::Parent))
@@ -351,9 +339,9 @@ async fn linked_signals_latency(total: usize, queries: usize) {
         );
     }
     for h in 0..50u64 {
-        let child = bsn(5_000_000 + 3 * h);
-        let mother = bsn(5_000_000 + 3 * h + 1);
-        let father = bsn(5_000_000 + 3 * h + 2);
+        let child = common::bsn(5_000_000 + 3 * h);
+        let mother = common::bsn(5_000_000 + 3 * h + 1);
+        let father = common::bsn(5_000_000 + 3 * h + 2);
         let at = |k: u64| ((h + k) % 10) as usize;
         clients[at(0)]
             .signals

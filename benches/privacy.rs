@@ -211,18 +211,7 @@ async fn connect(ca: &DevCa, node: &RunningNode, token: &str) -> LocalClient {
 
 /// A valid BSN from a counter: eight digits and the elfproef check digit.
 fn bsn(n: u64) -> Bsn {
-    Bsn::parse(&bsn_text(n)).expect("a valid BSN")
-}
-
-fn bsn_text(n: u64) -> String {
-    let mut k = n;
-    loop {
-        let eight = 10_000_000 + k % 89_999_999;
-        if let Some(check) = kring::devnet::elfproef_check_digit(eight as u32) {
-            return format!("{eight:08}{check}");
-        }
-        k += 100_000_000;
-    }
+    Bsn::parse(&common::bsn(n)).expect("a valid BSN")
 }
 
 fn member(key: &str, name: &str, oin: &str, org_type: OrgType, roles: &[NodeRole]) -> DevMember {
@@ -483,9 +472,9 @@ async fn load(client: LocalClient, seconds: Duration) -> f64 {
                     n += 2;
                     signals
                         .register(proto::RegisterRequest {
-                            subject_bsn: bsn_text(n),
+                            subject_bsn: common::bsn(n),
                             related: vec![proto::RelatedPerson {
-                                bsn: bsn_text(n + 1),
+                                bsn: common::bsn(n + 1),
                                 relation: proto::Relation::Parent as i32,
                             }],
                             category: proto::Category::NietPluis as i32,

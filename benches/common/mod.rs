@@ -14,3 +14,17 @@ pub fn machine() -> String {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     format!("{cores} cores, {cpu}")
 }
+
+/// A valid BSN from a counter: eight digits and the elfproef check digit; different `n` give
+/// different BSNs.
+#[allow(dead_code)] // not every benchmark numbers its persons
+pub fn bsn(n: u64) -> String {
+    let mut k = n;
+    loop {
+        let eight = 10_000_000 + k % 89_999_999;
+        if let Some(check) = kring::devnet::elfproef_check_digit(eight as u32) {
+            return format!("{eight:08}{check}");
+        }
+        k += 100_000_000;
+    }
+}
