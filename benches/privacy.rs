@@ -18,9 +18,16 @@
 //!    machines of their own: standalone and plain; federated with the keyed federation
 //!    pseudonymiser and plain; federated through the chain and sealed.
 //!
+//! 4. curve: the chain's arithmetic alone, on one core, with no network and no store: what
+//!    blinding, one service's evaluation and finalizing cost per person, and what a
+//!    registration's two persons cost through two services.
+//!
+//! Every registration case also reports the process's CPU time (user and system, every node in
+//! it) per registration over the measured window, and how busy that kept the machine.
+//!
 //! Run: `cargo bench --bench privacy` (release). Options after `--`: `--seconds N` (per case,
 //! default 10), `--concurrency N` (pseudonym calls in flight, default 16), `--only chain`,
-//! `--only registrations` or `--only split`.
+//! `--only registrations`, `--only split` or `--only curve`.
 
 // The allocator the `kring` binary runs with (see src/main.rs), so that the nodes here cost what
 // they cost in production.
@@ -43,7 +50,7 @@ use kring::domain::{Bsn, OrgType, Role};
 use kring::node::RunningNode;
 use kring::pki::DevCa;
 use kring::policy::Policy;
-use kring::pseudonym::{KeyedPseudonymiser, OprfPseudonymiser, Pseudonymiser};
+use kring::pseudonym::{KeyedPseudonymiser, OprfPseudonymiser, Pseudonymiser, ServiceKey, oprf};
 use kring::store::{DataKeyId, Keyring};
 
 /// Registrations in flight in the registration cases, as in `benches/registrations.rs`.
@@ -88,6 +95,81 @@ fn main() {
     if only.as_deref().is_none_or(|o| o == "split") {
         split(seconds);
     }
+    if only.as_deref().is_none_or(|o| o == "curve") {
+        curve();
+    }
+}
+
+/// The chain's curve arithmetic per person, timed step by step on the calling thread: the
+/// organisation's blinding, one service's evaluation (decompress, multiply, compress) and the
+/// organisation's finalizing (decompress, invert the blind, multiply, hash).
+fn curve() {
+    const ROUNDS: u64 = 20_000;
+    let key = ServiceKey::generate();
+    let mut blinding = Duration::ZERO;
+    let mut evaluating = Duration::ZERO;
+    let mut finalizing = Duration::ZERO;
+    for n in 0..ROUNDS {
+        let person = bsn(n);
+        let started = Instant::now();
+        let blinded = oprf::blind(person);
+        let blinded_at = Instant::now();
+        let evaluated = key.evaluate(&[blinded.element()]).expect("a valid element");
+        let evaluated_at = Instant::now();
+        let pseudonym = oprf::finalize(blinded, &evaluated[0]).expect("a valid element");
+        let finalized_at = Instant::now();
+        std::hint::black_box(pseudonym);
+        blinding += blinded_at - started;
+        evaluating += evaluated_at - blinded_at;
+        finalizing += finalized_at - evaluated_at;
+    }
+    let micros = |d: Duration| d.as_secs_f64() * 1e6 / ROUNDS as f64;
+    let (blind, evaluate, finalize) = (micros(blinding), micros(evaluating), micros(finalizing));
+    let person = blind + 2.0 * evaluate + finalize;
+    println!("\ncurve: the chain's arithmetic on one core, {ROUNDS} persons, no network, no store");
+    println!("| step | µs per person |");
+    println!("|---|---|");
+    println!("| blind (organisation: hash to the group, multiply, compress) | {blind:.1} |");
+    println!("| evaluate (each service: decompress, multiply, compress) | {evaluate:.1} |");
+    println!("| finalize (organisation: decompress, invert, multiply, hash) | {finalize:.1} |");
+    println!("| one person through two services | {person:.1} |");
+    println!("| a registration's two persons | {:.1} |", 2.0 * person);
+}
+
+/// CPU time (user and system) this process has used so far, every thread of it.
+fn process_cpu() -> Duration {
+    // SAFETY: getrusage writes only into the zeroed struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// What a measured window of registrations did and cost.
+#[derive(Clone, Copy)]
+struct Load {
+    /// Registrations acknowledged per second.
+    rate: f64,
+    /// The process's CPU time per registration, every node in it, in µs.
+    cpu_per_registration: f64,
+    /// The process's CPU time over the window's wall time times the machine's cores.
+    busy: f64,
+}
+
+impl Load {
+    fn columns(&self) -> String {
+        format!(
+            "{:.0} | {:.0} µs | {:.0}%",
+            self.rate,
+            self.cpu_per_registration,
+            100.0 * self.busy
+        )
+    }
 }
 
 /// Keeps the calling thread, and the threads it starts from now on, on one core.
@@ -125,9 +207,9 @@ fn split(seconds: Duration) {
         seconds.as_secs()
     );
     println!(
-        "| organisation node (core 0) | pseudonyms | values at rest | registrations/s | compared |"
+        "| organisation node (core 0) | pseudonyms | values at rest | registrations/s | CPU per registration | busy | compared |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     let organisation_core = runtime_on(0);
     let federation_core = runtime_on(1);
     let clock: kring::clock::SharedClock = Arc::new(SystemClock);
@@ -148,8 +230,9 @@ fn split(seconds: Duration) {
     });
     organisation_core.block_on(node.shutdown()).unwrap();
     println!(
-        "| {} | plain | {before:.0} | 100% of standalone |",
-        Pseudonyms::Local.label()
+        "| {} | plain | {} | 100% of standalone |",
+        Pseudonyms::Local.label(),
+        before.columns()
     );
 
     // Federated: before the hardening (a keyed federation pseudonymiser, plain values) and
@@ -170,21 +253,22 @@ fn split(seconds: Duration) {
             }
         });
         pin_to(0);
-        let rate = organisation_core.block_on(async {
+        let measured = organisation_core.block_on(async {
             let client = connect(&ca, &started[at].1, &token).await;
             load(client, seconds).await
         });
-        let federated = *federated_before.get_or_insert(rate);
+        let federated = *federated_before.get_or_insert(measured.rate);
         println!(
-            "| {} | {} | {rate:.0} | {:.0}% of standalone, {:.0}% of federated before |",
+            "| {} | {} | {} | {:.0}% of standalone, {:.0}% of federated before |",
             if keyed {
                 Pseudonyms::KeyedFederation.label()
             } else {
                 Pseudonyms::Oprf.label()
             },
             if encrypted { "AES-256-GCM" } else { "plain" },
-            100.0 * rate / before,
-            100.0 * rate / federated
+            measured.columns(),
+            100.0 * measured.rate / before.rate,
+            100.0 * measured.rate / federated
         );
         for (core, node) in started {
             let runtime = if core == 0 {
@@ -393,9 +477,9 @@ fn registrations(runtime: &tokio::runtime::Runtime, seconds: Duration) {
         seconds.as_secs()
     );
     println!(
-        "| organisation node | pseudonyms | values at rest | registrations/s | vs. the same node before |"
+        "| organisation node | pseudonyms | values at rest | registrations/s | CPU per registration | busy | vs. the same node before |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     let mut before = std::collections::HashMap::new();
     for (pseudonyms, encrypted) in [
         (Pseudonyms::Local, false),
@@ -405,7 +489,7 @@ fn registrations(runtime: &tokio::runtime::Runtime, seconds: Duration) {
         (Pseudonyms::Oprf, true),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let rate = if pseudonyms == Pseudonyms::Local {
+        let measured = if pseudonyms == Pseudonyms::Local {
             runtime.block_on(async {
                 let ca = DevCa::generate("kring benchmark CA").unwrap();
                 let organisation =
@@ -421,9 +505,9 @@ fn registrations(runtime: &tokio::runtime::Runtime, seconds: Duration) {
                     .await
                     .expect("the node starts");
                 let client = connect(&ca, &node, &dev.tokens["p"]).await;
-                let rate = load(client, seconds).await;
+                let measured = load(client, seconds).await;
                 node.shutdown().await.unwrap();
-                rate
+                measured
             })
         } else {
             let plan = plan(dir.path(), encrypted);
@@ -432,29 +516,30 @@ fn registrations(runtime: &tokio::runtime::Runtime, seconds: Duration) {
                 start_plan(plan, pseudonyms == Pseudonyms::KeyedFederation, |_| {
                     (0, runtime)
                 });
-            let rate = runtime.block_on(async {
+            let measured = runtime.block_on(async {
                 let client = connect(&ca, &nodes[at].1, &token).await;
                 load(client, seconds).await
             });
             for (_, node) in nodes {
                 runtime.block_on(node.shutdown()).unwrap();
             }
-            rate
+            measured
         };
         let federated = pseudonyms != Pseudonyms::Local;
-        let baseline = *before.entry(federated).or_insert(rate);
+        let baseline = *before.entry(federated).or_insert(measured.rate);
         println!(
-            "| {} | {} | {rate:.0} | {:.0}% |",
+            "| {} | {} | {} | {:.0}% |",
             pseudonyms.label(),
             if encrypted { "AES-256-GCM" } else { "plain" },
-            100.0 * rate / baseline
+            measured.columns(),
+            100.0 * measured.rate / baseline
         );
     }
 }
 
-/// Registrations per second with [`IN_FLIGHT`] in flight on one connection, measured for
-/// `seconds` after a two-second warm-up.
-async fn load(client: LocalClient, seconds: Duration) -> f64 {
+/// Registrations with [`IN_FLIGHT`] in flight on one connection, measured for `seconds` after a
+/// two-second warm-up: their rate, and the process's CPU time over the same window.
+async fn load(client: LocalClient, seconds: Duration) -> Load {
     let warm = Instant::now() + Duration::from_secs(2);
     let end = warm + seconds;
     let counted = Arc::new(AtomicU64::new(0));
@@ -492,8 +577,20 @@ async fn load(client: LocalClient, seconds: Duration) -> f64 {
             })
         })
         .collect();
+    tokio::time::sleep_until(warm.into()).await;
+    let cpu_at_warm = process_cpu();
+    tokio::time::sleep_until(end.into()).await;
+    let cpu = process_cpu() - cpu_at_warm;
     for task in tasks {
         task.await.unwrap();
     }
-    counted.load(Ordering::Relaxed) as f64 / seconds.as_secs_f64()
+    let registrations = counted.load(Ordering::Relaxed) as f64;
+    // The machine's cores, not this thread's affinity: the split case pins the load to one.
+    // SAFETY: sysconf only reads a system setting.
+    let cores = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as f64;
+    Load {
+        rate: registrations / seconds.as_secs_f64(),
+        cpu_per_registration: cpu.as_secs_f64() * 1e6 / registrations.max(1.0),
+        busy: cpu.as_secs_f64() / (seconds.as_secs_f64() * cores),
+    }
 }
