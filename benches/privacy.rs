@@ -23,7 +23,9 @@
 //!    registration's two persons cost through two services.
 //!
 //! Every registration case also reports the process's CPU time (user and system, every node in
-//! it) per registration over the measured window, and how busy that kept the machine.
+//! it) per registration over the measured window, and how busy that kept the machine; the split
+//! case also what core 0 (the organisation node and its load, nothing else of this process)
+//! spent per registration, and how busy each core was.
 //!
 //! Run: `cargo bench --bench privacy` (release). Options after `--`: `--seconds N` (per case,
 //! default 10), `--concurrency N` (pseudonym calls in flight, default 16), `--only chain`,
@@ -151,7 +153,6 @@ fn process_cpu() -> Duration {
 }
 
 /// What a measured window of registrations did and cost.
-#[derive(Clone, Copy)]
 struct Load {
     /// Registrations acknowledged per second.
     rate: f64,
@@ -159,6 +160,10 @@ struct Load {
     cpu_per_registration: f64,
     /// The process's CPU time over the window's wall time times the machine's cores.
     busy: f64,
+    /// Core 0's busy time per registration, in µs, whatever ran on it.
+    core0_per_registration: f64,
+    /// Each core's busy time over the window's wall time.
+    core_busy: Vec<f64>,
 }
 
 impl Load {
@@ -168,6 +173,20 @@ impl Load {
             self.rate,
             self.cpu_per_registration,
             100.0 * self.busy
+        )
+    }
+
+    /// The split case's columns: core 0's cost per registration, and how busy each core was.
+    fn core_columns(&self) -> String {
+        let busy: Vec<String> = self
+            .core_busy
+            .iter()
+            .map(|b| format!("{:.0}%", 100.0 * b))
+            .collect();
+        format!(
+            "{:.0} µs | {}",
+            self.core0_per_registration,
+            busy.join(" / ")
         )
     }
 }
@@ -207,9 +226,9 @@ fn split(seconds: Duration) {
         seconds.as_secs()
     );
     println!(
-        "| organisation node (core 0) | pseudonyms | values at rest | registrations/s | CPU per registration | busy | compared |"
+        "| organisation node (core 0) | pseudonyms | values at rest | registrations/s | CPU per registration | busy | core 0 per registration | busy core 0 / 1 | compared |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let organisation_core = runtime_on(0);
     let federation_core = runtime_on(1);
     let clock: kring::clock::SharedClock = Arc::new(SystemClock);
@@ -230,9 +249,10 @@ fn split(seconds: Duration) {
     });
     organisation_core.block_on(node.shutdown()).unwrap();
     println!(
-        "| {} | plain | {} | 100% of standalone |",
+        "| {} | plain | {} | {} | 100% of standalone |",
         Pseudonyms::Local.label(),
-        before.columns()
+        before.columns(),
+        before.core_columns()
     );
 
     // Federated: before the hardening (a keyed federation pseudonymiser, plain values) and
@@ -259,7 +279,7 @@ fn split(seconds: Duration) {
         });
         let federated = *federated_before.get_or_insert(measured.rate);
         println!(
-            "| {} | {} | {} | {:.0}% of standalone, {:.0}% of federated before |",
+            "| {} | {} | {} | {} | {:.0}% of standalone, {:.0}% of federated before |",
             if keyed {
                 Pseudonyms::KeyedFederation.label()
             } else {
@@ -267,6 +287,7 @@ fn split(seconds: Duration) {
             },
             if encrypted { "AES-256-GCM" } else { "plain" },
             measured.columns(),
+            measured.core_columns(),
             100.0 * measured.rate / before.rate,
             100.0 * measured.rate / federated
         );
@@ -579,8 +600,14 @@ async fn load(client: LocalClient, seconds: Duration) -> Load {
         .collect();
     tokio::time::sleep_until(warm.into()).await;
     let cpu_at_warm = process_cpu();
+    let cores_at_warm = core_busy();
     tokio::time::sleep_until(end.into()).await;
     let cpu = process_cpu() - cpu_at_warm;
+    let per_core: Vec<Duration> = core_busy()
+        .iter()
+        .zip(&cores_at_warm)
+        .map(|(now, then)| now.saturating_sub(*then))
+        .collect();
     for task in tasks {
         task.await.unwrap();
     }
@@ -592,5 +619,33 @@ async fn load(client: LocalClient, seconds: Duration) -> Load {
         rate: registrations / seconds.as_secs_f64(),
         cpu_per_registration: cpu.as_secs_f64() * 1e6 / registrations.max(1.0),
         busy: cpu.as_secs_f64() / (seconds.as_secs_f64() * cores),
+        core0_per_registration: per_core
+            .first()
+            .map_or(0.0, |c| c.as_secs_f64() * 1e6 / registrations.max(1.0)),
+        core_busy: per_core
+            .iter()
+            .map(|c| c.as_secs_f64() / seconds.as_secs_f64())
+            .collect(),
     }
+}
+
+/// Time each core has spent busy (user, nice, system, interrupts), from `/proc/stat`, for
+/// every process on it: in the split case core 0 runs only the organisation node and its load.
+fn core_busy() -> Vec<Duration> {
+    // SAFETY: sysconf only reads a system setting.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    stat.lines()
+        .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+        .map(|l| {
+            // cpuN user nice system idle iowait irq softirq steal ...
+            let fields: Vec<f64> = l
+                .split_whitespace()
+                .skip(1)
+                .map(|f| f.parse().unwrap_or(0.0))
+                .collect();
+            let busy: f64 = [0, 1, 2, 5, 6].iter().filter_map(|&i| fields.get(i)).sum();
+            Duration::from_secs_f64(busy / ticks)
+        })
+        .collect()
 }
