@@ -103,6 +103,41 @@ fn system_actor(organisation: Oin, what: &str) -> Actor {
     }
 }
 
+/// Records in the audit log what a compaction of the stopped store did (`kring store compact`
+/// leaves it next to the store), then removes the record: once the event is durable.
+async fn record_compaction(
+    store: &std::path::Path,
+    ledger: &Ledger,
+    organisation: Oin,
+) -> Result<(), NodeError> {
+    let path = crate::store::compact::record_path(store);
+    let record = match tokio::fs::read(&path).await {
+        Ok(record) => record,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StoreError::Io(e).into()),
+    };
+    let compacted: crate::store::compact::Compacted =
+        serde_json::from_slice(&record).map_err(|e| StoreError::Corrupt {
+            key: path.display().to_string(),
+            problem: e.to_string(),
+        })?;
+    let event = EventDraft::new(
+        TransactionId::new(),
+        system_actor(organisation, "store"),
+        Action::StoreCompacted,
+    )
+    .object("store")
+    .reason(format!(
+        "finished {}: {} records copied to new files ({} bytes, {} before); the old files overwritten and removed",
+        compacted.finished, compacted.records, compacted.bytes_after, compacted.bytes_before
+    ));
+    ledger.commit(move |txn| txn.audit(event)).await?;
+    tokio::fs::remove_file(&path)
+        .await
+        .map_err(StoreError::Io)?;
+    Ok(())
+}
+
 impl RunningNode {
     /// Opens the store, checks the audit log against its last checkpoint, binds the local
     /// listener and starts serving.
@@ -395,6 +430,7 @@ impl RunningNode {
             None => format!("listener:{local_addr}"),
         });
         ledger.commit(move |txn| txn.audit(started)).await?;
+        record_compaction(&config.data_dir.join("store"), &ledger, organisation).await?;
 
         let calls = Calls::new(
             Arc::new(config.principals.clone()),

@@ -125,7 +125,7 @@ enum_map!(action, action_to_proto, proto::AuditAction, Action, {
     WaakvlamStart <=> WaakvlamStart, WaakvlamList <=> WaakvlamList,
     PseudonymEvaluate <=> PseudonymEvaluate,
     PointerArchive <=> PointerArchive, ArchiveExpire <=> ArchiveExpire,
-    StoreReencrypted <=> StoreReencrypted,
+    StoreReencrypted <=> StoreReencrypted, StoreCompacted <=> StoreCompacted,
     SubjectAccess <=> SubjectAccess, SubjectAccessFetch <=> SubjectAccessFetch,
     WitnessCosign <=> WitnessCosign, WitnessFork <=> WitnessFork,
     CheckpointCosigned <=> CheckpointCosigned, ForkAlertSend <=> ForkAlertSend,

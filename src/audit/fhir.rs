@@ -72,6 +72,7 @@
 //! | `peer.refused` | any | DCM#110113 Security Alert | DCM#110126 Node Authentication | E | — |
 //! | `directory.accept` | any | DCM#110113 Security Alert | DCM#110129 Security Configuration | E | — |
 //! | `store.reencrypted` | any | DCM#110113 Security Alert | DCM#110129 Security Configuration | E | — |
+//! | `store.compacted` | any | DCM#110113 Security Alert | DCM#110129 Security Configuration | E | — |
 //! | `pseudonym.index_key` | any | DCM#110113 Security Alert | DCM#110129 Security Configuration | E | — |
 //! | `pseudonym.index_retire` | any | DCM#110113 Security Alert | DCM#110129 Security Configuration | E | — |
 //! | `index.rekey` | any | DCM#110113 Security Alert | DCM#110129 Security Configuration | E | — |
@@ -253,6 +254,7 @@ pub fn kind(action: Action) -> Kind {
         Action::PeerRefused => Kind::Security(Alert::NodeAuthentication),
         Action::DirectoryAccept
         | Action::StoreReencrypted
+        | Action::StoreCompacted
         | Action::IndexKeyShare
         | Action::IndexEpochRetire
         | Action::IndexRekey => Kind::Security(Alert::SecurityConfiguration),

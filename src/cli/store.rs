@@ -1,5 +1,6 @@
 //! `kring store`: the node's store at rest. `new-key` makes a data key for encryption at rest
-//! (see `[store] data_keys` in the configuration).
+//! (see `[store] data_keys` in the configuration); `compact` rewrites a stopped node's store
+//! so that deleted data is gone from its files.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,7 +8,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Subcommand;
 
-use crate::store::crypt;
+use crate::clock::Clock;
+use crate::store::{compact, crypt};
 
 #[derive(Debug, Subcommand)]
 pub enum StoreCommand {
@@ -26,6 +28,16 @@ KRING_DATA_KEY=2:<the file's base64>.")]
         #[arg(long)]
         out: PathBuf,
     },
+    /// Compacts a stopped node's store: copies its live records into new files, checks the
+    /// copy record by record, and overwrites the old files with zeros before removing them, so
+    /// that withdrawn and expired data is gone from the disk too. The node records the
+    /// compaction in its audit log (`store.compacted`) when it next starts. Run it again to
+    /// finish an interrupted compaction; a node does not start until it has finished.
+    Compact {
+        /// The store directory: `<data_dir>/store` of the node's configuration.
+        #[arg(long)]
+        store: PathBuf,
+    },
 }
 
 pub fn run(command: StoreCommand) -> anyhow::Result<ExitCode> {
@@ -35,6 +47,17 @@ pub fn run(command: StoreCommand) -> anyhow::Result<ExitCode> {
                 format!("{} (an existing file is never overwritten)", out.display())
             })?;
             println!("wrote a new data key to {} (mode 0600)", out.display());
+        }
+        StoreCommand::Compact { store } => {
+            let finished = crate::clock::SystemClock.now();
+            let compacted = compact::compact(&store, finished.rfc3339())?;
+            println!(
+                "compacted {}: {} records in {} bytes (before: {} bytes); the old files were overwritten and removed",
+                store.display(),
+                compacted.records,
+                compacted.bytes_after,
+                compacted.bytes_before
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -58,6 +58,9 @@ closed_enum! {
         /// Re-encryption after a data key rotation finished: no stored value needs the
         /// retired keys.
         StoreReencrypted = "store.reencrypted",
+        /// The store was compacted while the node was stopped (recorded at the next start):
+        /// its live records copied to new files, the old files overwritten and removed.
+        StoreCompacted = "store.compacted",
         /// A privacy officer's subject access request (AVG art. 15) as a whole.
         SubjectAccess = "audit.subject_access",
         /// One node's events about a person for subject access, recorded at both ends.

@@ -12,12 +12,15 @@
 //! Architecture invariant: `store` knows nothing of tonic, prost, the federation or the Merkle
 //! math; hashes are opaque 32-byte values here.
 
+pub mod compact;
 pub mod crypt;
 mod migrations;
 mod sled_store;
 
 pub use crypt::{DataKeyId, Keyring};
 pub use sled_store::{SledStore, StoreOptions};
+
+use std::path::PathBuf;
 
 use crate::domain::{
     ArchiveEntry, BreakGlassItem, ForkRecord, IndexEpoch, MessageId, Notice, Oin, OutboxMessage,
@@ -55,6 +58,11 @@ pub enum StoreError {
     UnrecognisedDataKey { given: usize },
     #[error("{0}")]
     Keyring(#[from] crypt::KeyringError),
+    #[error(
+        "store {}: a compaction did not finish ({} exists): run `kring store compact --store {}` to finish it before the node starts",
+        store.display(), leftover.display(), store.display()
+    )]
+    CompactionPending { store: PathBuf, leftover: PathBuf },
 }
 
 /// One state change. A list of them is applied atomically.

@@ -303,6 +303,7 @@ fn open_tree(
     path: &Path,
     options: &StoreOptions,
 ) -> Result<(sled::Db, sled::Tree, bool), StoreError> {
+    super::compact::pending(path)?;
     std::fs::create_dir_all(path)?;
     let config = sled::Config::new()
         .path(path)

@@ -1,0 +1,298 @@
+//! `kring store compact`: what a withdrawal deleted is still in sled's files until the store is
+//! compacted, and gone from them afterwards; every live record survives byte for byte, the log
+//! verifies, and the node records the compaction when it starts again. Refusals: a running
+//! node's store, a directory without a store, and a node start on an unfinished compaction.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use common::{
+    COORDINATOR, OFFICER, SIGNALER, bsn, connect_all, ids, list_all, register, register_ok,
+    related, school, search_all, start_node,
+};
+use kring::api::proto;
+use kring::audit::Verifier;
+use kring::audit::verify::verify_store;
+use kring::clock::SystemClock;
+use kring::node::RunningNode;
+use kring::store::compact::{compacting_path, record_path, superseded_path};
+use kring::store::{SledStore, StoreOptions};
+use proto::{AuditAction, Relation};
+
+/// Every record of every tree of a stopped store, read with sled itself.
+type Records = BTreeMap<(Vec<u8>, Vec<u8>), Vec<u8>>;
+
+fn records(store: &Path) -> Records {
+    // sled lets go of a store's lock a moment after the node dropped it.
+    let db = (0..100)
+        .find_map(|_| {
+            sled::Config::new().path(store).open().ok().or_else(|| {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                None
+            })
+        })
+        .expect("the stopped store opens");
+    let mut all = Records::new();
+    for name in db.tree_names() {
+        for entry in db.open_tree(&name).expect("a tree").iter() {
+            let (key, value) = entry.expect("a record");
+            all.insert((name.to_vec(), key.to_vec()), value.to_vec());
+        }
+    }
+    all
+}
+
+/// The files under `dir`, with their bytes.
+fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut found = Vec::new();
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("a directory") {
+            let path = entry.expect("an entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                found.push((path.clone(), std::fs::read(&path).expect("a file")));
+            }
+        }
+    }
+    found
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn compact(store: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kring"))
+        .args(["store", "compact", "--store"])
+        .arg(store)
+        .output()
+        .expect("the kring binary runs")
+}
+
+fn refused(output: &Output, message: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "refused: {stderr}");
+    assert!(stderr.contains(message), "{message:?} in {stderr:?}");
+}
+
+#[tokio::test]
+async fn compaction_removes_what_a_withdrawal_left_in_the_files_and_keeps_everything_else() {
+    let test = start_node(&school()).await;
+    let key = test.node.audit_key().clone();
+    let mut signals = test.signals(SIGNALER);
+    let kept = register_ok(
+        &mut signals,
+        proto::RegisterRequest {
+            related: vec![related(&bsn(2), Relation::Parent)],
+            ..register(&bsn(1))
+        },
+    )
+    .await;
+    let mistaken = register_ok(&mut signals, register(&bsn(3))).await;
+
+    // A compaction of a running node's store is refused and changes nothing.
+    let store = test.store_path.clone();
+    refused(&compact(&store), "the store is in use; stop the node first");
+    assert!(!compacting_path(&store).exists());
+
+    let common::TestNode {
+        node,
+        config,
+        ca_pem,
+        tokens,
+        dir: _dir,
+        ..
+    } = test;
+    node.shutdown().await.expect("a graceful stop");
+    let before_withdrawal = records(&store);
+
+    let node = RunningNode::start(config.clone(), Arc::new(SystemClock))
+        .await
+        .expect("the node starts again");
+    let clients = connect_all(&node.local_addr().to_string(), &ca_pem, &tokens).await;
+    clients[COORDINATOR]
+        .signals
+        .clone()
+        .withdraw(proto::WithdrawRequest {
+            signal_id: mistaken.id.clone(),
+            reason: proto::WithdrawReason::Unfounded as i32,
+        })
+        .await
+        .expect("a coordinator may withdraw");
+    node.shutdown().await.expect("a graceful stop");
+
+    // What the withdrawal deleted: the values of records gone or changed since, that no live
+    // record holds.
+    let live = records(&store);
+    let deleted: Vec<&Vec<u8>> = before_withdrawal
+        .iter()
+        .filter(|(key, value)| live.get(*key) != Some(*value))
+        .map(|(_, value)| value)
+        .filter(|value| value.len() >= 32)
+        .filter(|value| !live.values().any(|v| contains(v, value)))
+        .collect();
+    assert!(!deleted.is_empty(), "the withdrawal deleted the signal");
+    let in_files = |dir: &Path, value: &[u8]| {
+        files(dir)
+            .into_iter()
+            .any(|(_, bytes)| contains(&bytes, value))
+    };
+    assert!(
+        deleted.iter().any(|value| in_files(&store, value)),
+        "sled keeps deleted values in its files until it reuses them"
+    );
+
+    let output = compact(&store);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains(&format!("{} records", live.len())),
+        "{stdout}"
+    );
+    for value in &deleted {
+        assert!(!in_files(&store, value), "a deleted value is gone");
+    }
+    let parent = store.parent().expect("the data directory");
+    for leftover in [compacting_path(&store), superseded_path(&store)] {
+        assert!(!leftover.exists(), "{} is removed", leftover.display());
+    }
+    assert!(record_path(&store).exists(), "the node is to audit it");
+    assert_eq!(records(&store), live, "every live record, byte for byte");
+    for (path, bytes) in files(parent) {
+        for value in &deleted {
+            assert!(
+                !contains(&bytes, value),
+                "{} holds no deleted value",
+                path.display()
+            );
+        }
+    }
+
+    // The log verifies offline, and the node starts on the new files and records the
+    // compaction.
+    {
+        let opened = SledStore::open(&store, &StoreOptions::default()).expect("the store");
+        let report = verify_store(
+            &opened,
+            &Verifier::new(Some(key.clone())).expect_origin(key.name()),
+            None,
+        );
+        assert!(report.ok(), "{:?}", report.problem);
+        assert!(report.signatures_checked);
+    }
+    let node = RunningNode::start(config.clone(), Arc::new(SystemClock))
+        .await
+        .expect("the node starts on the compacted store");
+    assert_eq!(node.audit_key(), &key);
+    let clients = connect_all(&node.local_addr().to_string(), &ca_pem, &tokens).await;
+    assert_eq!(
+        ids(&list_all(
+            &mut clients[SIGNALER].signals.clone(),
+            proto::ListRequest::default()
+        )
+        .await),
+        vec![kept.id.clone()]
+    );
+    let compacted = search_all(
+        &mut clients[OFFICER].audit.clone(),
+        proto::AuditSearchRequest {
+            action: Some(AuditAction::StoreCompacted as i32),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(compacted.len(), 1, "{compacted:?}");
+    assert_eq!(
+        compacted[0].actor.as_ref().map(|a| a.user.as_str()),
+        Some("kring:store")
+    );
+    assert!(
+        compacted[0]
+            .reason
+            .contains(&format!("{} records copied", live.len())),
+        "{}",
+        compacted[0].reason
+    );
+    assert!(!record_path(&store).exists(), "recorded once");
+    node.shutdown().await.expect("a graceful stop");
+}
+
+#[tokio::test]
+async fn a_node_does_not_start_on_an_unfinished_compaction_and_compact_finishes_it() {
+    let test = start_node(&school()).await;
+    let kept = register_ok(&mut test.signals(SIGNALER), register(&bsn(5))).await;
+    let store = test.store_path.clone();
+    let common::TestNode {
+        node,
+        config,
+        ca_pem,
+        tokens,
+        dir: _dir,
+        ..
+    } = test;
+    node.shutdown().await.expect("a graceful stop");
+    let live = records(&store);
+
+    // A copy left half-built by an interrupted run.
+    let copy = compacting_path(&store);
+    std::fs::create_dir_all(&copy).unwrap();
+    std::fs::write(copy.join("db"), b"half a copy").unwrap();
+    let error = RunningNode::start(config.clone(), Arc::new(SystemClock))
+        .await
+        .expect_err("the node refuses to start");
+    let message = error.to_string();
+    assert!(
+        message.contains(&format!(
+            "run `kring store compact --store {}` to finish it",
+            store.display()
+        )),
+        "{message}"
+    );
+    assert!(message.contains("store.compacting"), "{message}");
+
+    let output = compact(&store);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!copy.exists());
+    assert_eq!(records(&store), live);
+
+    let node = RunningNode::start(config, Arc::new(SystemClock))
+        .await
+        .expect("the node starts after the compaction finished");
+    let clients = connect_all(&node.local_addr().to_string(), &ca_pem, &tokens).await;
+    assert_eq!(
+        ids(&list_all(
+            &mut clients[SIGNALER].signals.clone(),
+            proto::ListRequest::default()
+        )
+        .await),
+        vec![kept.id]
+    );
+    node.shutdown().await.expect("a graceful stop");
+}
+
+#[test]
+fn a_directory_without_a_store_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("store");
+    std::fs::create_dir_all(&empty).unwrap();
+    refused(
+        &compact(&empty),
+        &format!("{}: no store here", empty.display()),
+    );
+    assert!(!compacting_path(&empty).exists());
+    assert!(!record_path(&empty).exists());
+}
