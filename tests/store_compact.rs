@@ -1,7 +1,8 @@
 //! `kring store compact`: what a withdrawal deleted is still in sled's files until the store is
 //! compacted, and gone from them afterwards; every live record survives byte for byte, the log
-//! verifies, and the node records the compaction when it starts again. Refusals: a running
-//! node's store, a directory without a store, and a node start on an unfinished compaction.
+//! verifies, and the node records the compaction when it starts again; a store sealed at rest
+//! is compacted without its data key and opens with it after. Refusals: a running node's
+//! store, a directory without a store, and a node start on an unfinished compaction.
 
 mod common;
 
@@ -12,7 +13,7 @@ use std::sync::Arc;
 
 use common::{
     COORDINATOR, OFFICER, SIGNALER, bsn, connect_all, ids, list_all, register, register_ok,
-    related, school, search_all, start_node,
+    related, school, search_all, start_node, start_node_with,
 };
 use kring::api::proto;
 use kring::audit::Verifier;
@@ -20,7 +21,7 @@ use kring::audit::verify::verify_store;
 use kring::clock::SystemClock;
 use kring::node::RunningNode;
 use kring::store::compact::{compacting_path, record_path, superseded_path};
-use kring::store::{SledStore, StoreOptions};
+use kring::store::{DataKeyId, Keyring, SledStore, StoreOptions};
 use proto::{AuditAction, Relation};
 
 /// Every record of every tree of a stopped store, read with sled itself.
@@ -229,7 +230,13 @@ async fn compaction_removes_what_a_withdrawal_left_in_the_files_and_keeps_everyt
 
 #[tokio::test]
 async fn a_node_does_not_start_on_an_unfinished_compaction_and_compact_finishes_it() {
-    let test = start_node(&school()).await;
+    // Sealed at rest: compaction copies the ciphertexts as they are, with no data key.
+    let test = start_node_with(&school(), Arc::new(SystemClock), |config| {
+        config.store.keyring = Some(Arc::new(Keyring::generate(
+            DataKeyId::new(1).expect("not zero"),
+        )));
+    })
+    .await;
     let kept = register_ok(&mut test.signals(SIGNALER), register(&bsn(5))).await;
     let store = test.store_path.clone();
     let common::TestNode {

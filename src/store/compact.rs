@@ -160,7 +160,10 @@ fn engine(path: &Path) -> impl FnOnce(sled::Error) -> CompactError {
 }
 
 fn open(path: &Path, existing: bool) -> Result<sled::Db, CompactError> {
-    let config = sled::Config::new().path(path).flush_every_ms(None);
+    let config = sled::Config::new()
+        .path(path)
+        .cache_capacity(256 * 1024 * 1024)
+        .flush_every_ms(None);
     match config.open() {
         Ok(db) => Ok(db),
         Err(sled::Error::Io(e)) if existing && is_lock(&e) => {
