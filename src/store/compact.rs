@@ -274,7 +274,8 @@ fn size(dir: &Path) -> Result<u64, CompactError> {
     })
 }
 
-/// Every file under `dir`, recursively.
+/// Every file under `dir`, recursively. Symbolic links (sled makes none) are neither followed
+/// nor listed: overwriting must not reach outside the store.
 fn files(dir: &Path) -> Result<Vec<PathBuf>, CompactError> {
     let mut found = Vec::new();
     let mut dirs = vec![dir.to_owned()];
@@ -284,16 +285,16 @@ fn files(dir: &Path) -> Result<Vec<PathBuf>, CompactError> {
             source,
         })?;
         for entry in entries {
-            let path = entry
-                .map_err(|source| CompactError::Io {
-                    path: dir.clone(),
-                    source,
-                })?
-                .path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else {
-                found.push(path);
+            let io = |source| CompactError::Io {
+                path: dir.clone(),
+                source,
+            };
+            let entry = entry.map_err(io)?;
+            let kind = entry.file_type().map_err(io)?;
+            if kind.is_dir() {
+                dirs.push(entry.path());
+            } else if kind.is_file() {
+                found.push(entry.path());
             }
         }
     }
