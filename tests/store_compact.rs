@@ -1,8 +1,9 @@
 //! `kring store compact`: what a withdrawal deleted is still in sled's files until the store is
 //! compacted, and gone from them afterwards; every live record survives byte for byte, the log
 //! verifies, and the node records the compaction when it starts again; a store sealed at rest
-//! is compacted without its data key and opens with it after. Refusals: a running node's
-//! store, a directory without a store, and a node start on an unfinished compaction.
+//! is compacted without its data key and opens with it after; an interrupted run is finished
+//! by the next, whichever step it stopped at. Refusals: a running node's store, a second run,
+//! a directory without a store, and a node start on an unfinished compaction.
 
 mod common;
 
@@ -74,6 +75,23 @@ fn compact(store: &Path) -> Output {
         .arg(store)
         .output()
         .expect("the kring binary runs")
+}
+
+fn compacted_ok(store: &Path) {
+    let output = compact(store);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for (path, bytes) in files(from) {
+        let target = to.join(path.strip_prefix(from).unwrap());
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::write(target, bytes).unwrap();
+    }
 }
 
 fn refused(output: &Output, message: &str) {
@@ -267,13 +285,24 @@ async fn a_node_does_not_start_on_an_unfinished_compaction_and_compact_finishes_
     );
     assert!(message.contains("store.compacting"), "{message}");
 
-    let output = compact(&store);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    compacted_ok(&store);
     assert!(!copy.exists());
+    assert_eq!(records(&store), live);
+
+    // Interrupted between its two renames, with a complete copy: the copy goes into place.
+    copy_dir(&store, &copy);
+    std::fs::rename(&store, superseded_path(&store)).unwrap();
+    RunningNode::start(config.clone(), Arc::new(SystemClock))
+        .await
+        .expect_err("the node refuses to start");
+    compacted_ok(&store);
+    assert!(!copy.exists() && !superseded_path(&store).exists());
+    assert_eq!(records(&store), live);
+
+    // The same without the copy (removed by hand): the old store goes back into place.
+    std::fs::rename(&store, superseded_path(&store)).unwrap();
+    compacted_ok(&store);
+    assert!(!superseded_path(&store).exists());
     assert_eq!(records(&store), live);
 
     let node = RunningNode::start(config, Arc::new(SystemClock))
@@ -292,7 +321,8 @@ async fn a_node_does_not_start_on_an_unfinished_compaction_and_compact_finishes_
 }
 
 #[test]
-fn a_directory_without_a_store_is_refused() {
+fn a_directory_without_a_store_and_a_second_run_are_refused() {
+    use fs2::FileExt;
     let dir = tempfile::tempdir().unwrap();
     let empty = dir.path().join("store");
     std::fs::create_dir_all(&empty).unwrap();
@@ -302,4 +332,15 @@ fn a_directory_without_a_store_is_refused() {
     );
     assert!(!compacting_path(&empty).exists());
     assert!(!record_path(&empty).exists());
+
+    // A run holds the store's compaction lock; a second is refused.
+    let lock = std::fs::File::open(dir.path().join("store.compact-lock")).unwrap();
+    lock.try_lock_exclusive().unwrap();
+    refused(
+        &compact(&empty),
+        &format!(
+            "{}: another compaction of this store is running",
+            empty.display()
+        ),
+    );
 }

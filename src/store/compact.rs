@@ -19,7 +19,8 @@
 //! - `DIR.compacted`: what the last run did ([`Compacted`], JSON); the node records it in its
 //!   audit log (`store.compacted`) at its next start and removes it once that is durable.
 //!
-//! Opening a store refuses while `DIR.compacting` or `DIR.superseded` exists ([`pending`]).
+//! Opening a store refuses while `DIR.compacting` or `DIR.superseded` exists ([`pending`]). One
+//! run at a time holds a lock on `DIR.compact-lock` (an empty file, left in place).
 //! What it cannot reach: copies outside the directory (backups, snapshots of the file system),
 //! and blocks a file system or device keeps elsewhere when a file is overwritten (copy-on-write
 //! file systems, flash wear levelling). Keys sealed away with encryption at rest close the
@@ -52,6 +53,8 @@ pub enum CompactError {
     NoStore(PathBuf),
     #[error("{0}: the store is in use; stop the node first")]
     InUse(PathBuf),
+    #[error("{0}: another compaction of this store is running")]
+    Running(PathBuf),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -109,14 +112,18 @@ pub fn compact(store: &Path, finished: String) -> Result<Compacted, CompactError
         let path = path.to_owned();
         move |source| CompactError::Io { path, source }
     };
+    let _running = RunLock::take(store)?;
     let copy = compacting_path(store);
     let superseded = superseded_path(store);
+    if superseded.exists() && !store.exists() {
+        // Interrupted between the two renames: the copy was complete and checked, so it goes
+        // into place; without it (removed by hand), the old store goes back.
+        let back = if copy.exists() { &copy } else { &superseded };
+        std::fs::rename(back, store).map_err(io(back))?;
+        sync_parent(store)?;
+    }
     if superseded.exists() {
-        // Interrupted after the copy was complete and checked: the old store is on its way out.
-        if !store.exists() {
-            std::fs::rename(&copy, store).map_err(io(&copy))?;
-            sync_parent(store)?;
-        }
+        // Interrupted after the swap: the old store is on its way out.
         shred(&superseded)?;
     }
     if copy.exists() {
@@ -170,6 +177,35 @@ fn open(path: &Path, existing: bool) -> Result<sled::Db, CompactError> {
             Err(CompactError::InUse(path.to_owned()))
         }
         Err(e) => Err(engine(path)(e)),
+    }
+}
+
+/// One compaction of a store at a time: an exclusive lock on `DIR.compact-lock`, released
+/// with the file handle. The empty file stays: removing it could let a second run lock a
+/// file a third has already replaced.
+struct RunLock {
+    _file: File,
+}
+
+impl RunLock {
+    fn take(store: &Path) -> Result<RunLock, CompactError> {
+        use fs2::FileExt;
+        let path = sibling(store, ".compact-lock");
+        let io = |source| CompactError::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock_exclusive() {
+            Ok(()) => Ok(RunLock { _file: file }),
+            Err(e) if is_lock(&e) => Err(CompactError::Running(store.to_owned())),
+            Err(e) => Err(io(e)),
+        }
     }
 }
 
