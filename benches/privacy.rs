@@ -27,9 +27,12 @@
 //! case also what core 0 (the organisation node and its load, nothing else of this process)
 //! spent per registration, and how busy each core was.
 //!
+//! 5. compact: `kring store compact` on a store a standalone node filled with registrations
+//!    for three times `--seconds`.
+//!
 //! Run: `cargo bench --bench privacy` (release). Options after `--`: `--seconds N` (per case,
 //! default 10), `--concurrency N` (pseudonym calls in flight, default 16), `--only chain`,
-//! `--only registrations`, `--only split` or `--only curve`.
+//! `--only registrations`, `--only split`, `--only curve` or `--only compact`.
 
 // The allocator the `kring` binary runs with (see src/main.rs), so that the nodes here cost what
 // they cost in production.
@@ -100,6 +103,54 @@ fn main() {
     if only.as_deref().is_none_or(|o| o == "curve") {
         curve();
     }
+    if only.as_deref().is_none_or(|o| o == "compact") {
+        compact(seconds * 3);
+    }
+}
+
+/// `kring store compact` on a store a standalone node (sealed at rest) filled with
+/// registrations for `filling`: how long the copy, the check, the swap and the overwrite take.
+fn compact(filling: Duration) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("school").join("store");
+    let registered = runtime.block_on(async {
+        let ca = DevCa::generate("kring benchmark CA").unwrap();
+        let organisation =
+            DevOrganisation::new("Basisschool", "00000001820000001000", OrgType::School)
+                .principal("p", &[Role::Signaler]);
+        let mut dev = dev_node(&ca, &organisation, &dir.path().join("school")).unwrap();
+        dev.config.store.keyring = Some(Arc::new(Keyring::generate(
+            DataKeyId::new(1).expect("not zero"),
+        )));
+        let node = RunningNode::start(dev.config, Arc::new(SystemClock))
+            .await
+            .expect("the node starts");
+        let client = connect(&ca, &node, &dev.tokens["p"]).await;
+        let measured = load(client, filling).await;
+        node.shutdown().await.unwrap();
+        measured.rate * filling.as_secs_f64()
+    });
+    let started = Instant::now();
+    let compacted = kring::store::compact::compact(&store, "now".into()).expect("compacted");
+    let took = started.elapsed().as_secs_f64();
+    println!(
+        "\ncompact: a standalone store sealed at rest, filled for {} s ({registered:.0} registrations)",
+        filling.as_secs()
+    );
+    println!("| records | bytes before | bytes after | seconds | records/s |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| {} | {} | {} | {took:.1} | {:.0} |",
+        compacted.records,
+        compacted.bytes_before,
+        compacted.bytes_after,
+        compacted.records as f64 / took
+    );
 }
 
 /// The chain's curve arithmetic per person, timed step by step on the calling thread: the
