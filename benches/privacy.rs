@@ -118,23 +118,10 @@ fn compact(filling: Duration) {
         .expect("a runtime");
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("school").join("store");
-    let registered = runtime.block_on(async {
-        let ca = DevCa::generate("kring benchmark CA").unwrap();
-        let organisation =
-            DevOrganisation::new("Basisschool", "00000001820000001000", OrgType::School)
-                .principal("p", &[Role::Signaler]);
-        let mut dev = dev_node(&ca, &organisation, &dir.path().join("school")).unwrap();
-        dev.config.store.keyring = Some(Arc::new(Keyring::generate(
-            DataKeyId::new(1).expect("not zero"),
-        )));
-        let node = RunningNode::start(dev.config, Arc::new(SystemClock))
-            .await
-            .expect("the node starts");
-        let client = connect(&ca, &node, &dev.tokens["p"]).await;
-        let measured = load(client, filling).await;
-        node.shutdown().await.unwrap();
-        measured.rate * filling.as_secs_f64()
-    });
+    let registered = runtime
+        .block_on(standalone(&dir.path().join("school"), true, filling))
+        .rate
+        * filling.as_secs_f64();
     let started = Instant::now();
     let compacted = kring::store::compact::compact(&store, "now".into()).expect("compacted");
     let took = started.elapsed().as_secs_f64();
@@ -282,23 +269,11 @@ fn split(seconds: Duration) {
     println!("|---|---|---|---|---|---|---|---|---|");
     let organisation_core = runtime_on(0);
     let federation_core = runtime_on(1);
-    let clock: kring::clock::SharedClock = Arc::new(SystemClock);
 
     // Standalone, plain: the node as it was before the hardening.
     let dir = tempfile::tempdir().unwrap();
-    let ca = DevCa::generate("kring benchmark CA").unwrap();
-    let organisation = DevOrganisation::new("Basisschool", "00000001820000001000", OrgType::School)
-        .principal("p", &[Role::Signaler]);
-    let dev = dev_node(&ca, &organisation, &dir.path().join("school")).unwrap();
     pin_to(0);
-    let node = organisation_core
-        .block_on(RunningNode::start(dev.config, clock.clone()))
-        .expect("the node starts");
-    let before = organisation_core.block_on(async {
-        let client = connect(&ca, &node, &dev.tokens["p"]).await;
-        load(client, seconds).await
-    });
-    organisation_core.block_on(node.shutdown()).unwrap();
+    let before = organisation_core.block_on(standalone(&dir.path().join("school"), false, seconds));
     println!(
         "| {} | plain | {} | {} | 100% of standalone |",
         Pseudonyms::Local.label(),
@@ -562,25 +537,7 @@ fn registrations(runtime: &tokio::runtime::Runtime, seconds: Duration) {
     ] {
         let dir = tempfile::tempdir().unwrap();
         let measured = if pseudonyms == Pseudonyms::Local {
-            runtime.block_on(async {
-                let ca = DevCa::generate("kring benchmark CA").unwrap();
-                let organisation =
-                    DevOrganisation::new("Basisschool", "00000001820000001000", OrgType::School)
-                        .principal("p", &[Role::Signaler]);
-                let mut dev = dev_node(&ca, &organisation, &dir.path().join("school")).unwrap();
-                if encrypted {
-                    dev.config.store.keyring = Some(Arc::new(Keyring::generate(
-                        DataKeyId::new(1).expect("not zero"),
-                    )));
-                }
-                let node = RunningNode::start(dev.config, Arc::new(SystemClock))
-                    .await
-                    .expect("the node starts");
-                let client = connect(&ca, &node, &dev.tokens["p"]).await;
-                let measured = load(client, seconds).await;
-                node.shutdown().await.unwrap();
-                measured
-            })
+            runtime.block_on(standalone(&dir.path().join("school"), encrypted, seconds))
         } else {
             let plan = plan(dir.path(), encrypted);
             let ca = plan.ca.clone();
@@ -607,6 +564,27 @@ fn registrations(runtime: &tokio::runtime::Runtime, seconds: Duration) {
             100.0 * measured.rate / baseline
         );
     }
+}
+
+/// A standalone school in `dir` (sealed at rest when `encrypted`) under [`load`] for `seconds`;
+/// stopped after it.
+async fn standalone(dir: &std::path::Path, encrypted: bool, seconds: Duration) -> Load {
+    let ca = DevCa::generate("kring benchmark CA").unwrap();
+    let organisation = DevOrganisation::new("Basisschool", "00000001820000001000", OrgType::School)
+        .principal("p", &[Role::Signaler]);
+    let mut dev = dev_node(&ca, &organisation, dir).unwrap();
+    if encrypted {
+        dev.config.store.keyring = Some(Arc::new(Keyring::generate(
+            DataKeyId::new(1).expect("not zero"),
+        )));
+    }
+    let node = RunningNode::start(dev.config, Arc::new(SystemClock))
+        .await
+        .expect("the node starts");
+    let client = connect(&ca, &node, &dev.tokens["p"]).await;
+    let measured = load(client, seconds).await;
+    node.shutdown().await.unwrap();
+    measured
 }
 
 /// Registrations with [`IN_FLIGHT`] in flight on one connection, measured for `seconds` after a

@@ -7,7 +7,9 @@
 
 mod common;
 mod common_federation;
+mod common_files;
 
+use common_files::{contains, files_under};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -61,26 +63,6 @@ fn keyring(keys: &[(u16, &KeyBytes)], active: u16) -> Option<Arc<Keyring>> {
         .map(|(n, bytes)| (id(*n), KeyBytes::new(***bytes)))
         .collect();
     Some(Arc::new(Keyring::new(keys, id(active)).expect("a keyring")))
-}
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut pending = vec![dir.to_owned()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).expect("a readable directory") {
-            let path = entry.expect("a directory entry").path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-    }
-    files
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Which of `needles` some file under `dir` holds, and how many bytes the scan read.

@@ -12,9 +12,10 @@
 //! The tracing subscriber is process-wide, so this file holds one test.
 
 mod common_federation;
+mod common_files;
 mod wire_tap;
 
-use std::path::{Path, PathBuf};
+use common_files::{contains, files_under};
 use std::sync::Mutex;
 
 use common_federation::*;
@@ -26,28 +27,8 @@ use proto::{Category, Relation, Severity};
 /// The OPRF input's domain tag (`pseudonym::oprf`); the nine ASCII digits follow it.
 const OPRF_DOMAIN: &[u8] = b"kring/v1 bsn\0";
 
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut pending = vec![dir.to_owned()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).expect("a readable directory") {
-            let path = entry.expect("a directory entry").path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-    }
-    files
-}
-
 fn utf16le(bytes: &[u8]) -> Vec<u8> {
     bytes.iter().flat_map(|b| [*b, 0]).collect()
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Every encoding of a typed BSN the code could write: its nine digits, its eight when it

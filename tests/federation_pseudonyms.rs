@@ -5,7 +5,9 @@
 //! whom, never the elements.
 
 mod common_federation;
+mod common_files;
 
+use common_files::files_under;
 use std::sync::Arc;
 
 use common_federation::*;
@@ -413,19 +415,6 @@ async fn subjects_of(
     .collect::<Vec<_>>();
     subjects.sort();
     subjects
-}
-
-fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("a readable directory") {
-        let path = entry.expect("an entry").path();
-        if path.is_dir() {
-            files.extend(files_under(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,8 +8,10 @@
 
 mod common;
 mod common_federation;
+mod common_files;
 mod wire_tap;
 
+use common_files::contains;
 use std::collections::BTreeSet;
 
 use common_federation::*;
@@ -30,10 +32,6 @@ fn ask(bsn: &str) -> proto::SubjectAccessLocalRequest {
         subject_bsn: bsn.into(),
         purpose: proto::Purpose::SubjectAccess as i32,
     }
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// The events of one organisation in the report.

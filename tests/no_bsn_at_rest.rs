@@ -3,8 +3,9 @@
 //! digits in its nine- or eight-digit form, or as UTF-16LE.
 
 mod common;
+mod common_files;
 
-use std::path::{Path, PathBuf};
+use common_files::{contains, files_under};
 
 use common::{
     OFFICER, SIGNALER, bsn, bsn_with_leading_zero, register, register_ok, related, school,
@@ -13,28 +14,8 @@ use common::{
 use kring::api::proto;
 use proto::Relation;
 
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut pending = vec![dir.to_owned()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).expect("a readable directory") {
-            let path = entry.expect("a directory entry").path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-    }
-    files
-}
-
 fn utf16le(text: &str) -> Vec<u8> {
     text.encode_utf16().flat_map(u16::to_le_bytes).collect()
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 #[tokio::test]

@@ -6,7 +6,9 @@
 //! a directory without a store, and a node start on an unfinished compaction.
 
 mod common;
+mod common_files;
 
+use common_files::{contains, files_under};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -16,6 +18,7 @@ use common::{
     COORDINATOR, OFFICER, SIGNALER, bsn, connect_all, ids, list_all, register, register_ok,
     related, school, search_all, start_node, start_node_with,
 };
+use kring::api::client::LocalClient;
 use kring::api::proto;
 use kring::audit::Verifier;
 use kring::audit::verify::verify_store;
@@ -50,23 +53,13 @@ fn records(store: &Path) -> Records {
 
 /// The files under `dir`, with their bytes.
 fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut found = Vec::new();
-    let mut dirs = vec![dir.to_owned()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).expect("a directory") {
-            let path = entry.expect("an entry").path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else {
-                found.push((path.clone(), std::fs::read(&path).expect("a file")));
-            }
-        }
-    }
-    found
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    files_under(dir)
+        .into_iter()
+        .map(|path| {
+            let bytes = std::fs::read(&path).expect("a readable file");
+            (path, bytes)
+        })
+        .collect()
 }
 
 fn compact(store: &Path) -> Output {
@@ -75,6 +68,44 @@ fn compact(store: &Path) -> Output {
         .arg(store)
         .output()
         .expect("the kring binary runs")
+}
+
+/// A node stopped by the test, with what it takes to start it again.
+struct Stopped {
+    config: kring::config::Config,
+    ca_pem: String,
+    tokens: BTreeMap<String, String>,
+    store: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Stopped {
+    async fn stop(test: common::TestNode) -> Stopped {
+        test.node.shutdown().await.expect("a graceful stop");
+        Stopped {
+            config: test.config,
+            ca_pem: test.ca_pem,
+            tokens: test.tokens,
+            store: test.store_path,
+            _dir: test.dir,
+        }
+    }
+
+    /// Starts the node again on its store, with a client per principal.
+    async fn start(&self, what: &str) -> (RunningNode, BTreeMap<String, LocalClient>) {
+        let node = RunningNode::start(self.config.clone(), Arc::new(SystemClock))
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let clients = connect_all(&node.local_addr().to_string(), &self.ca_pem, &self.tokens).await;
+        (node, clients)
+    }
+
+    async fn refused_start(&self) -> String {
+        RunningNode::start(self.config.clone(), Arc::new(SystemClock))
+            .await
+            .expect_err("the node refuses to start")
+            .to_string()
+    }
 }
 
 fn compacted_ok(store: &Path) {
@@ -120,21 +151,10 @@ async fn compaction_removes_what_a_withdrawal_left_in_the_files_and_keeps_everyt
     refused(&compact(&store), "the store is in use; stop the node first");
     assert!(!compacting_path(&store).exists());
 
-    let common::TestNode {
-        node,
-        config,
-        ca_pem,
-        tokens,
-        dir: _dir,
-        ..
-    } = test;
-    node.shutdown().await.expect("a graceful stop");
+    let stopped = Stopped::stop(test).await;
     let before_withdrawal = records(&store);
 
-    let node = RunningNode::start(config.clone(), Arc::new(SystemClock))
-        .await
-        .expect("the node starts again");
-    let clients = connect_all(&node.local_addr().to_string(), &ca_pem, &tokens).await;
+    let (node, clients) = stopped.start("the node starts again").await;
     clients[COORDINATOR]
         .signals
         .clone()
@@ -209,11 +229,10 @@ async fn compaction_removes_what_a_withdrawal_left_in_the_files_and_keeps_everyt
         assert!(report.ok(), "{:?}", report.problem);
         assert!(report.signatures_checked);
     }
-    let node = RunningNode::start(config.clone(), Arc::new(SystemClock))
-        .await
-        .expect("the node starts on the compacted store");
+    let (node, clients) = stopped
+        .start("the node starts on the compacted store")
+        .await;
     assert_eq!(node.audit_key(), &key);
-    let clients = connect_all(&node.local_addr().to_string(), &ca_pem, &tokens).await;
     assert_eq!(
         ids(&list_all(
             &mut clients[SIGNALER].signals.clone(),
@@ -256,26 +275,15 @@ async fn a_node_does_not_start_on_an_unfinished_compaction_and_compact_finishes_
     })
     .await;
     let kept = register_ok(&mut test.signals(SIGNALER), register(&bsn(5))).await;
-    let store = test.store_path.clone();
-    let common::TestNode {
-        node,
-        config,
-        ca_pem,
-        tokens,
-        dir: _dir,
-        ..
-    } = test;
-    node.shutdown().await.expect("a graceful stop");
+    let stopped = Stopped::stop(test).await;
+    let store = stopped.store.clone();
     let live = records(&store);
 
     // A copy left half-built by an interrupted run.
     let copy = compacting_path(&store);
     std::fs::create_dir_all(&copy).unwrap();
     std::fs::write(copy.join("db"), b"half a copy").unwrap();
-    let error = RunningNode::start(config.clone(), Arc::new(SystemClock))
-        .await
-        .expect_err("the node refuses to start");
-    let message = error.to_string();
+    let message = stopped.refused_start().await;
     assert!(
         message.contains(&format!(
             "run `kring store compact --store {}` to finish it",
@@ -292,9 +300,8 @@ async fn a_node_does_not_start_on_an_unfinished_compaction_and_compact_finishes_
     // Interrupted between its two renames, with a complete copy: the copy goes into place.
     copy_dir(&store, &copy);
     std::fs::rename(&store, superseded_path(&store)).unwrap();
-    RunningNode::start(config.clone(), Arc::new(SystemClock))
-        .await
-        .expect_err("the node refuses to start");
+    let message = stopped.refused_start().await;
+    assert!(message.contains("a compaction did not finish"), "{message}");
     compacted_ok(&store);
     assert!(!copy.exists() && !superseded_path(&store).exists());
     assert_eq!(records(&store), live);
@@ -305,10 +312,9 @@ async fn a_node_does_not_start_on_an_unfinished_compaction_and_compact_finishes_
     assert!(!superseded_path(&store).exists());
     assert_eq!(records(&store), live);
 
-    let node = RunningNode::start(config, Arc::new(SystemClock))
-        .await
-        .expect("the node starts after the compaction finished");
-    let clients = connect_all(&node.local_addr().to_string(), &ca_pem, &tokens).await;
+    let (node, clients) = stopped
+        .start("the node starts after the compaction finished")
+        .await;
     assert_eq!(
         ids(&list_all(
             &mut clients[SIGNALER].signals.clone(),
