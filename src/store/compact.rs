@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
+use super::sled_store::is_lock_error;
 
 /// What a compaction did, as it leaves it for the node's audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,7 +174,7 @@ fn open(path: &Path, existing: bool) -> Result<sled::Db, CompactError> {
         .flush_every_ms(None);
     match config.open() {
         Ok(db) => Ok(db),
-        Err(sled::Error::Io(e)) if existing && is_lock(&e) => {
+        Err(sled::Error::Io(e)) if existing && is_lock_error(&e) => {
             Err(CompactError::InUse(path.to_owned()))
         }
         Err(e) => Err(engine(path)(e)),
@@ -203,7 +204,7 @@ impl RunLock {
             .map_err(io)?;
         match file.try_lock_exclusive() {
             Ok(()) => Ok(RunLock { _file: file }),
-            Err(e) if is_lock(&e) => Err(CompactError::Running(store.to_owned())),
+            Err(e) if is_lock_error(&e) => Err(CompactError::Running(store.to_owned())),
             Err(e) => Err(io(e)),
         }
     }
@@ -225,15 +226,11 @@ fn wait_released(dir: &Path) -> Result<(), CompactError> {
     for _ in 0..200 {
         match file.try_lock_exclusive() {
             Ok(()) => return FileExt::unlock(&file).map_err(io),
-            Err(e) if is_lock(&e) => std::thread::sleep(std::time::Duration::from_millis(50)),
+            Err(e) if is_lock_error(&e) => std::thread::sleep(std::time::Duration::from_millis(50)),
             Err(e) => return Err(io(e)),
         }
     }
     Err(CompactError::InUse(dir.to_owned()))
-}
-
-fn is_lock(e: &std::io::Error) -> bool {
-    e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("lock")
 }
 
 /// Copies every tree's records, in order; returns how many.

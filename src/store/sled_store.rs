@@ -298,6 +298,11 @@ impl SledStore {
     }
 }
 
+/// Whether opening a store failed because another sled instance holds its file lock.
+pub(super) fn is_lock_error(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("lock")
+}
+
 /// Opens sled's tree in `path` and migrates it; says whether the store was new.
 fn open_tree(
     path: &Path,
@@ -315,9 +320,7 @@ fn open_tree(
     let db = loop {
         match config.open() {
             Ok(db) => break db,
-            Err(sled::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("lock") =>
-            {
+            Err(sled::Error::Io(e)) if is_lock_error(&e) => {
                 attempts += 1;
                 if attempts > 50 {
                     return Err(sled::Error::Io(e).into());
