@@ -103,38 +103,37 @@ fn system_actor(organisation: Oin, what: &str) -> Actor {
     }
 }
 
-/// Records in the audit log what a compaction of the stopped store did (`kring store compact`
-/// leaves it next to the store), then removes the record: once the event is durable.
+/// Records in the audit log what each compaction of the stopped store did (`kring store
+/// compact` leaves a line each next to the store), then removes the record once the events are
+/// durable.
 async fn record_compaction(
     store: &std::path::Path,
     ledger: &Ledger,
     organisation: Oin,
 ) -> Result<(), NodeError> {
-    let path = crate::store::compact::record_path(store);
-    let record = match tokio::fs::read(&path).await {
-        Ok(record) => record,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(StoreError::Io(e).into()),
-    };
-    let compacted: crate::store::compact::Compacted =
-        serde_json::from_slice(&record).map_err(|e| StoreError::Corrupt {
-            key: path.display().to_string(),
-            problem: e.to_string(),
-        })?;
-    let event = EventDraft::new(
-        TransactionId::new(),
-        system_actor(organisation, "store"),
-        Action::StoreCompacted,
-    )
-    .object("store")
-    .reason(format!(
-        "finished {}: {} records copied to new files ({} bytes, {} before); the old files overwritten and removed",
-        compacted.finished, compacted.records, compacted.bytes_after, compacted.bytes_before
-    ));
-    ledger.commit(move |txn| txn.audit(event)).await?;
-    tokio::fs::remove_file(&path)
-        .await
-        .map_err(StoreError::Io)?;
+    let records = crate::store::compact::read_records(store)?;
+    if records.is_empty() {
+        return Ok(());
+    }
+    let events: Vec<EventDraft> = records
+        .iter()
+        .map(|compacted| {
+            EventDraft::new(
+                TransactionId::new(),
+                system_actor(organisation, "store"),
+                Action::StoreCompacted,
+            )
+            .object("store")
+            .reason(format!(
+                "finished {}: {} records copied to new files ({} bytes, {} before); the old files overwritten and removed",
+                compacted.finished, compacted.records, compacted.bytes_after, compacted.bytes_before
+            ))
+        })
+        .collect();
+    ledger
+        .commit(move |txn| events.into_iter().for_each(|event| txn.audit(event)))
+        .await?;
+    std::fs::remove_file(crate::store::compact::record_path(store)).map_err(StoreError::Io)?;
     Ok(())
 }
 

@@ -323,6 +323,17 @@ async fn a_node_does_not_start_on_an_unfinished_compaction_and_compact_finishes_
         .await),
         vec![kept.id]
     );
+    // Three runs finished while the node was stopped: three events, in order.
+    let compacted = search_all(
+        &mut clients[OFFICER].audit.clone(),
+        proto::AuditSearchRequest {
+            action: Some(AuditAction::StoreCompacted as i32),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(compacted.len(), 3, "{compacted:?}");
+    assert!(!record_path(&store).exists());
     node.shutdown().await.expect("a graceful stop");
 }
 

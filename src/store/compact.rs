@@ -12,12 +12,13 @@
 //!
 //! Three siblings of the store directory `DIR` carry its state, so that an interrupted run is
 //! finished (or started over) by running it again, and a node never starts on half a swap:
-//! - `DIR.compacting`: the copy being built. Left alone by a crash, it is overwritten and
-//!   started over.
+//! - `DIR.compacting`: the copy being built. A failed run overwrites and removes it; left
+//!   behind by a crash, it is overwritten and started over by the next run.
 //! - `DIR.superseded`: the old store, renamed once the copy was complete and checked, then
 //!   overwritten and removed. If it exists without `DIR`, the copy is moved into place first.
-//! - `DIR.compacted`: what the last run did ([`Compacted`], JSON); the node records it in its
-//!   audit log (`store.compacted`) at its next start and removes it once that is durable.
+//! - `DIR.compacted`: what each run since the node last started did ([`Compacted`], a JSON
+//!   line each, written once the new files are in place); the node records each in its audit
+//!   log (`store.compacted`) at its next start and removes the file once that is durable.
 //!
 //! Opening a store refuses while `DIR.compacting` or `DIR.superseded` exists ([`pending`]). One
 //! run at a time holds a lock on `DIR.compact-lock` (an empty file, left in place).
@@ -134,32 +135,46 @@ pub fn compact(store: &Path, finished: String) -> Result<Compacted, CompactError
     if !store.join("db").exists() {
         return Err(CompactError::NoStore(store.to_owned()));
     }
-    let bytes_before = size(store)?;
-    let records = {
-        let old = open(store, true)?;
-        let new = open(&copy, false)?;
-        let records = copy_trees(&old, &new, &copy)?;
-        new.flush().map_err(engine(&copy))?;
-        compare(&old, &new, &copy)?;
-        records
+    let compacted = match build_copy(store, &copy, finished) {
+        Ok(compacted) => compacted,
+        Err(error) => {
+            // The store is untouched until the swap: without the copy the node starts on it.
+            if copy.exists() {
+                shred(&copy)?;
+            }
+            return Err(error);
+        }
     };
-    // sled's I/O threads let go of the files a moment after the last handle is dropped.
-    wait_released(store)?;
-    wait_released(&copy)?;
-    sync_all(&copy)?;
-    let compacted = Compacted {
-        finished,
-        records,
-        bytes_before,
-        bytes_after: size(&copy)?,
-    };
-    write_record(store, &compacted)?;
     std::fs::rename(store, &superseded).map_err(io(store))?;
     sync_parent(store)?;
     std::fs::rename(&copy, store).map_err(io(&copy))?;
     sync_parent(store)?;
+    append_record(store, &compacted)?;
     shred(&superseded)?;
     Ok(compacted)
+}
+
+/// Builds the checked and synced copy of `store` in `copy`.
+fn build_copy(store: &Path, copy: &Path, finished: String) -> Result<Compacted, CompactError> {
+    let bytes_before = size(store)?;
+    let records = {
+        let old = open(store, true)?;
+        let new = open(copy, false)?;
+        let records = copy_trees(&old, &new, copy)?;
+        new.flush().map_err(engine(copy))?;
+        compare(&old, &new, copy)?;
+        records
+    };
+    // sled's I/O threads let go of the files a moment after the last handle is dropped.
+    wait_released(store)?;
+    wait_released(copy)?;
+    sync_all(copy)?;
+    Ok(Compacted {
+        finished,
+        records,
+        bytes_before,
+        bytes_after: size(copy)?,
+    })
 }
 
 fn engine(path: &Path) -> impl FnOnce(sled::Error) -> CompactError {
@@ -280,17 +295,42 @@ fn compare(old: &sled::Db, new: &sled::Db, path: &Path) -> Result<(), CompactErr
     Ok(())
 }
 
-fn write_record(store: &Path, compacted: &Compacted) -> Result<(), CompactError> {
+/// Adds a line to the record the node audits at its next start: one per compaction since.
+fn append_record(store: &Path, compacted: &Compacted) -> Result<(), CompactError> {
     let path = record_path(store);
     let io = |source| CompactError::Io {
         path: path.clone(),
         source,
     };
-    let mut file = File::create(&path).map_err(io)?;
-    file.write_all(&serde_json::to_vec_pretty(compacted).expect("plain fields serialise"))
+    let mut line = serde_json::to_vec(compacted).expect("plain fields serialise");
+    line.push(b'\n');
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
         .map_err(io)?;
+    file.write_all(&line).map_err(io)?;
     file.sync_all().map_err(io)?;
     sync_parent(store)
+}
+
+/// The compactions recorded since the node last started, oldest first.
+pub fn read_records(store: &Path) -> Result<Vec<Compacted>, StoreError> {
+    let path = record_path(store);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            serde_json::from_str(line).map_err(|e| StoreError::Corrupt {
+                key: path.display().to_string(),
+                problem: e.to_string(),
+            })
+        })
+        .collect()
 }
 
 /// The bytes of every file under `dir`.
