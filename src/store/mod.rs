@@ -59,7 +59,7 @@ pub enum StoreError {
     #[error("{0}")]
     Keyring(#[from] crypt::KeyringError),
     #[error(
-        "store {}: a compaction did not finish ({} exists): run `kring store compact --store {}` to finish it before the node starts",
+        "{}: a compaction did not finish ({} exists): run `kring store compact --store {}` to finish it before the node starts",
         store.display(), leftover.display(), store.display()
     )]
     CompactionPending { store: PathBuf, leftover: PathBuf },
