@@ -108,6 +108,27 @@ impl Stopped {
     }
 }
 
+/// The signals the school lists, by id.
+async fn listed(clients: &BTreeMap<String, LocalClient>) -> Vec<String> {
+    ids(&list_all(
+        &mut clients[SIGNALER].signals.clone(),
+        proto::ListRequest::default(),
+    )
+    .await)
+}
+
+/// The `store.compacted` events in the node's log.
+async fn compactions(clients: &BTreeMap<String, LocalClient>) -> Vec<proto::AuditEvent> {
+    search_all(
+        &mut clients[OFFICER].audit.clone(),
+        proto::AuditSearchRequest {
+            action: Some(AuditAction::StoreCompacted as i32),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
 fn compacted_ok(store: &Path) {
     let output = compact(store);
     assert!(
@@ -233,22 +254,8 @@ async fn compaction_removes_what_a_withdrawal_left_in_the_files_and_keeps_everyt
         .start("the node starts on the compacted store")
         .await;
     assert_eq!(node.audit_key(), &key);
-    assert_eq!(
-        ids(&list_all(
-            &mut clients[SIGNALER].signals.clone(),
-            proto::ListRequest::default()
-        )
-        .await),
-        vec![kept.id.clone()]
-    );
-    let compacted = search_all(
-        &mut clients[OFFICER].audit.clone(),
-        proto::AuditSearchRequest {
-            action: Some(AuditAction::StoreCompacted as i32),
-            ..Default::default()
-        },
-    )
-    .await;
+    assert_eq!(listed(&clients).await, vec![kept.id.clone()]);
+    let compacted = compactions(&clients).await;
     assert_eq!(compacted.len(), 1, "{compacted:?}");
     assert_eq!(
         compacted[0].actor.as_ref().map(|a| a.user.as_str()),
@@ -315,23 +322,9 @@ async fn a_node_does_not_start_on_an_unfinished_compaction_and_compact_finishes_
     let (node, clients) = stopped
         .start("the node starts after the compaction finished")
         .await;
-    assert_eq!(
-        ids(&list_all(
-            &mut clients[SIGNALER].signals.clone(),
-            proto::ListRequest::default()
-        )
-        .await),
-        vec![kept.id]
-    );
-    // Three runs finished while the node was stopped: three events, in order.
-    let compacted = search_all(
-        &mut clients[OFFICER].audit.clone(),
-        proto::AuditSearchRequest {
-            action: Some(AuditAction::StoreCompacted as i32),
-            ..Default::default()
-        },
-    )
-    .await;
+    assert_eq!(listed(&clients).await, vec![kept.id]);
+    // Three runs finished while the node was stopped: three events.
+    let compacted = compactions(&clients).await;
     assert_eq!(compacted.len(), 3, "{compacted:?}");
     assert!(!record_path(&store).exists());
     node.shutdown().await.expect("a graceful stop");
