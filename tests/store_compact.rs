@@ -2,8 +2,9 @@
 //! compacted, and gone from them afterwards; every live record survives byte for byte, the log
 //! verifies, and the node records the compaction when it starts again; a store sealed at rest
 //! is compacted without its data key and opens with it after; an interrupted run is finished
-//! by the next, whichever step it stopped at. Refusals: a running node's store, a second run,
-//! a directory without a store, and a node start on an unfinished compaction.
+//! by the next, whichever step it stopped at; a run that fails before the swap removes its copy
+//! and leaves the store as it was. Refusals: a running node's store, a second run, a directory
+//! without a store, and a node start on an unfinished compaction.
 
 mod common;
 mod common_files;
@@ -353,4 +354,103 @@ fn a_directory_without_a_store_and_a_second_run_are_refused() {
             empty.display()
         ),
     );
+}
+
+/// `kring store compact` in a process that may hold at most `limit` open files: a run cut
+/// short at whichever step needs one more, the way a full disk or a broken device would.
+fn compact_with_files(store: &Path, limit: u64) -> Output {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kring"));
+    command.args(["store", "compact", "--store"]).arg(store);
+    // SAFETY: between fork and exec the closure calls only setrlimit, which is
+    // async-signal-safe, and touches no memory shared with the parent.
+    unsafe {
+        command.pre_exec(move || {
+            let rlimit = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    command.output().expect("the kring binary runs")
+}
+
+#[tokio::test]
+async fn a_run_cut_short_before_the_swap_removes_its_copy_and_leaves_the_store_as_it_was() {
+    let test = start_node(&school()).await;
+    let mut signals = test.signals(SIGNALER);
+    let mut registered = Vec::new();
+    for n in 1..=20 {
+        registered.push(register_ok(&mut signals, register(&bsn(n))).await.id);
+    }
+    registered.sort();
+    let stopped = Stopped::stop(test).await;
+    let store = stopped.store.clone();
+    let before = records(&store);
+    let copy = compacting_path(&store).display().to_string();
+
+    // From too few files to start the process at all up to enough for a whole run: every
+    // run that fails leaves the store as it was, and nothing behind.
+    let mut failed_on_the_copy = 0;
+    let mut limit = 3;
+    loop {
+        let output = compact_with_files(&store, limit);
+        if output.status.success() {
+            break;
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if stderr.contains(&copy) {
+            failed_on_the_copy += 1;
+            assert!(
+                !stderr.contains("could not be removed"),
+                "with {limit} files: {stderr}"
+            );
+            assert_eq!(
+                stderr.matches("Too many open files").count(),
+                1,
+                "the cause is said once: {stderr}"
+            );
+        }
+        for leftover in [compacting_path(&store), superseded_path(&store)] {
+            assert!(
+                !leftover.exists(),
+                "with {limit} files: {} is removed ({stderr})",
+                leftover.display()
+            );
+        }
+        assert!(
+            !record_path(&store).exists(),
+            "with {limit} files: nothing to audit"
+        );
+        assert_eq!(
+            records(&store),
+            before,
+            "with {limit} files: the store is as it was"
+        );
+        limit += 1;
+        assert!(limit < 256, "a run needs a handful of files");
+    }
+    assert!(
+        failed_on_the_copy > 0,
+        "some run failed while building its copy"
+    );
+    assert_eq!(
+        records(&store),
+        before,
+        "the run that succeeded kept every record"
+    );
+
+    // The node starts on the compacted store with every signal, and records the one
+    // compaction that finished.
+    let (node, clients) = stopped.start("the node starts after the runs").await;
+    let mut listed = listed(&clients).await;
+    listed.sort();
+    assert_eq!(listed, registered);
+    assert_eq!(compactions(&clients).await.len(), 1);
+    node.shutdown().await.expect("a graceful stop");
 }

@@ -105,19 +105,25 @@ pub fn main() -> ExitCode {
 }
 
 /// The error and its causes on one line; a gRPC status as its code and message, which name
-/// the field or rule that refused the request.
+/// the field or rule that refused the request. A cause that an error's own message already
+/// ends with (`"<path>: <io error>"` over the I/O error) is said once.
 fn describe(error: &anyhow::Error) -> String {
     use crate::api::client::ClientError;
-    error
+    let mut said: Vec<String> = Vec::new();
+    // A client error that wraps a status says the same as the status, which follows.
+    let causes = error
         .chain()
-        // A client error that wraps a status says the same as the status, which follows.
-        .filter(|cause| !matches!(cause.downcast_ref(), Some(ClientError::Status(_))))
-        .map(|cause| match cause.downcast_ref::<tonic::Status>() {
+        .filter(|cause| !matches!(cause.downcast_ref(), Some(ClientError::Status(_))));
+    for cause in causes {
+        let text = match cause.downcast_ref::<tonic::Status>() {
             Some(status) => format!("{:?}: {}", status.code(), status.message()),
             None => cause.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(": ")
+        };
+        if !said.last().is_some_and(|last| last.ends_with(&text)) {
+            said.push(text);
+        }
+    }
+    said.join(": ")
 }
 
 /// Logs to stderr, as text or JSON lines, filtered by `RUST_LOG` or `level`.
@@ -132,4 +138,33 @@ pub(crate) fn init_logging(format: LogFormat, level: &str) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{path}: {source}")]
+    struct AtPath {
+        path: String,
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_the_message_already_ends_with_is_said_once() {
+        let io = || std::io::Error::other("Too many open files");
+        let error = anyhow::Error::new(AtPath {
+            path: "/data/store".into(),
+            source: io(),
+        });
+        assert_eq!(describe(&error), "/data/store: Too many open files");
+
+        // Context that says something else keeps every cause.
+        let error = anyhow::Error::new(io()).context("reading the configuration");
+        assert_eq!(
+            describe(&error),
+            "reading the configuration: Too many open files"
+        );
+    }
 }

@@ -70,6 +70,16 @@ pub enum CompactError {
         tree: String,
         problem: String,
     },
+    #[error(
+        "{failed}; and its copy {} could not be removed ({cleanup}): run the command again, \
+         which removes it, before starting the node",
+        copy.display()
+    )]
+    CopyLeft {
+        failed: Box<CompactError>,
+        copy: PathBuf,
+        cleanup: Box<CompactError>,
+    },
 }
 
 fn sibling(store: &Path, suffix: &str) -> PathBuf {
@@ -137,12 +147,19 @@ pub fn compact(store: &Path, finished: String) -> Result<Compacted, CompactError
     }
     let compacted = match build_copy(store, &copy, finished) {
         Ok(compacted) => compacted,
-        Err(error) => {
+        Err(failed) => {
             // The store is untouched until the swap: without the copy the node starts on it.
-            if copy.exists() {
-                shred(&copy)?;
+            // sled's I/O threads may hold the copy's files a moment after its last handle.
+            if copy.exists()
+                && let Err(cleanup) = wait_released(&copy).and_then(|()| shred(&copy))
+            {
+                return Err(CompactError::CopyLeft {
+                    failed: Box::new(failed),
+                    copy,
+                    cleanup: Box::new(cleanup),
+                });
             }
-            return Err(error);
+            return Err(failed);
         }
     };
     std::fs::rename(store, &superseded).map_err(io(store))?;
@@ -225,7 +242,8 @@ impl RunLock {
     }
 }
 
-/// Waits until no sled instance holds the store in `dir` (its lock on `dir/db`).
+/// Waits until no sled instance holds the store in `dir` (its lock on `dir/db`); a directory
+/// without `db` has nothing to wait for.
 fn wait_released(dir: &Path) -> Result<(), CompactError> {
     use fs2::FileExt;
     let path = dir.join("db");
@@ -233,11 +251,11 @@ fn wait_released(dir: &Path) -> Result<(), CompactError> {
         path: path.clone(),
         source,
     };
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(io)?;
+    let file = match OpenOptions::new().read(true).write(true).open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(e)),
+    };
     for _ in 0..200 {
         match file.try_lock_exclusive() {
             Ok(()) => return FileExt::unlock(&file).map_err(io),
