@@ -621,6 +621,37 @@ async fn a_node_that_rewrites_its_own_history_is_caught_by_its_witnesses() {
             .all(|e| e.outcome == proto::Outcome::Success as i32)
     );
 
+    // The forked school cannot wipe out a witness's evidence with an alert of its own under
+    // the witness's fork id: the alert is kept as the school's, beside the GGD's record.
+    let ggd_oin = oin_of(&federation, "ggd");
+    let own = forks(&federation, "ggd")
+        .await
+        .into_iter()
+        .find(|f| f.witness_oin == ggd_oin)
+        .expect("the GGD's own fork record");
+    let mut deliver = FederationClient::new(
+        peer_channel(&federation, "ggd", &identity(&federation, "school")).await,
+    );
+    deliver
+        .deliver(proto::DeliverRequest {
+            message_id: kring::domain::MessageId::new().to_string(),
+            transaction_id: new_transaction(),
+            body: Some(proto::deliver_request::Body::ForkAlert(proto::Fork {
+                witness_oin: SCHOOL.to_owned(),
+                ..own.clone()
+            })),
+        })
+        .await
+        .expect("a well-formed alert from the school about its own log");
+    let listed = forks(&federation, "ggd").await;
+    assert!(listed.contains(&own), "{listed:#?}");
+    assert!(
+        listed
+            .iter()
+            .any(|f| f.id == own.id && f.witness_oin == SCHOOL),
+        "{listed:#?}"
+    );
+
     // A witness that found the fork cosigns nothing more of that log, and records no new fork.
     let again = round(&federation, "school").await;
     assert!(

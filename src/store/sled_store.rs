@@ -794,7 +794,15 @@ impl BatchBuilder<'_> {
                 ),
                 line.as_bytes().to_vec(),
             )?,
-            Change::PutFork(fork) => self.put(key(FORK, &[fork.id.as_bytes()]), encode(fork))?,
+            // Keyed by the witness too: an alert from one member never replaces another's
+            // record (an OIN is 20 digits, so the parts cannot run into each other).
+            Change::PutFork(fork) => self.put(
+                key(
+                    FORK,
+                    &[fork.witness.as_str().as_bytes(), fork.id.as_bytes()],
+                ),
+                encode(fork),
+            )?,
             Change::Reseal(records) => {
                 for record in records {
                     self.reseal(record)?;
