@@ -40,6 +40,12 @@ pub enum CosignatureError {
     BadSignature(String),
     #[error("no cosignature by {0} on the checkpoint")]
     Missing(String),
+    #[error("the witness {0} is given twice; each witness counts once")]
+    Duplicate(String),
+    #[error("{0} is the log's own key; a log cannot witness itself")]
+    LogItself(String),
+    #[error("the reply of {0} is not one cosignature line by it: {1}")]
+    NotOneLine(String, &'static str),
     #[error(
         "{found} valid cosignature(s) from the given witnesses, {needed} required (missing: {})",
         if missing.is_empty() { "none".to_owned() } else { missing.join(", ") }
@@ -172,6 +178,35 @@ impl WitnessKey {
         )
     }
 
+    /// The one cosignature line a witness answers with, as it will be kept: exactly
+    /// `— <name> <base64 of key id, timestamp and signature>` and a newline, under this
+    /// witness's name and key id. Anything else (more lines, another name or key, another
+    /// length) is refused, so that what a log keeps and serves beside its checkpoint is only
+    /// the witness's own cosignature. The signature itself is checked by [`WitnessKey::verify`].
+    pub fn reply_line(&self, reply: &str) -> Result<String, CosignatureError> {
+        let refused = |why| CosignatureError::NotOneLine(self.name.clone(), why);
+        let line = reply.strip_suffix('\n').unwrap_or(reply);
+        if line.contains('\n') || line.contains('\r') {
+            return Err(refused("more than one line"));
+        }
+        let Some((name, encoded)) = line.strip_prefix(DASH).and_then(|r| r.split_once(' ')) else {
+            return Err(refused("not a signature line"));
+        };
+        if name != self.name {
+            return Err(refused("another name"));
+        }
+        let blob = STANDARD
+            .decode(encoded)
+            .map_err(|_| refused("not base64"))?;
+        if blob.len() != 4 + 8 + 64 {
+            return Err(refused("not a timestamped Ed25519 signature"));
+        }
+        if blob[..4] != self.id {
+            return Err(refused("another key id"));
+        }
+        Ok(format!("{line}\n"))
+    }
+
     /// Finds this witness's cosignature on `note` and checks it; returns its timestamp.
     /// Lines under another name or key id are not this witness's and are passed over.
     pub fn verify(&self, note: &str) -> Result<u64, CosignatureError> {
@@ -230,7 +265,8 @@ pub struct Cosigned {
 /// Checks a cosigned checkpoint offline: the log's signature under its pinned key (and the
 /// origin its key names), then each given witness's cosignature. A cosignature that is there
 /// but does not verify fails the check whatever the count; otherwise at least `min` of the
-/// given witnesses must have cosigned.
+/// given witnesses must have cosigned. A witness given twice (under either form of its key),
+/// or the log's own key given as a witness, is refused: neither may make up the count.
 pub fn verify_cosigned(
     note: &str,
     log: &NoteVerifier,
@@ -244,6 +280,14 @@ pub fn verify_cosigned(
             expected: log.name().to_owned(),
         }
         .into());
+    }
+    for (i, witness) in witnesses.iter().enumerate() {
+        if witness.public == *log.public_key() {
+            return Err(CosignatureError::LogItself(witness.name.clone()));
+        }
+        if witnesses[..i].iter().any(|w| w.public == witness.public) {
+            return Err(CosignatureError::Duplicate(witness.name.clone()));
+        }
     }
     let mut cosigners = Vec::new();
     let mut missing = Vec::new();
@@ -355,5 +399,80 @@ mod tests {
             verify_cosigned(&checkpoint.note, &witness.verifier(), &[key], 0),
             Err(CosignatureError::Checkpoint(_))
         ));
+    }
+
+    #[test]
+    fn a_witness_reply_is_kept_only_as_its_own_single_line() {
+        let log = signer("kring.test/log");
+        let witness = signer("kring.test/witness");
+        let other = signer("kring.test/other");
+        let checkpoint = checkpoint::sign(&log, "kring.test/log", 5, &[3u8; 32]).unwrap();
+        let key = WitnessKey::of(&witness.verifier());
+        let line = cosign(&witness, &checkpoint.note, 7).unwrap();
+        assert_eq!(key.reply_line(&line).unwrap(), line);
+        assert_eq!(key.reply_line(line.trim_end()).unwrap(), line);
+
+        let refused = |reply: &str| match key.reply_line(reply) {
+            Err(CosignatureError::NotOneLine(name, why)) => {
+                assert_eq!(name, "kring.test/witness");
+                why
+            }
+            kept => panic!("{reply:?} kept: {kept:?}"),
+        };
+        // The witness's line with a forged line for another member after it.
+        let theirs = cosign(&other, &checkpoint.note, 7).unwrap();
+        assert_eq!(refused(&format!("{line}{theirs}")), "more than one line");
+        assert_eq!(refused(&format!("{line}\n")), "more than one line");
+        assert_eq!(refused(&theirs), "another name");
+        assert_eq!(refused("kring.test/witness AAAA"), "not a signature line");
+        let (prefix, blob) = line.trim_end().rsplit_once(' ').unwrap();
+        assert_eq!(refused(&format!("{prefix} !!")), "not base64");
+        let mut raw = STANDARD.decode(blob).unwrap();
+        raw.push(0);
+        assert_eq!(
+            refused(&format!("{prefix} {}", STANDARD.encode(&raw))),
+            "not a timestamped Ed25519 signature"
+        );
+        raw.pop();
+        raw[0] ^= 1;
+        assert_eq!(
+            refused(&format!("{prefix} {}", STANDARD.encode(&raw))),
+            "another key id"
+        );
+    }
+
+    #[test]
+    fn a_witness_counts_once_and_the_log_never_witnesses_itself() {
+        let log = signer("kring.test/log");
+        let witness = signer("kring.test/witness");
+        let checkpoint = checkpoint::sign(&log, "kring.test/log", 5, &[3u8; 32]).unwrap();
+        let line = cosign(&witness, &checkpoint.note, 7).unwrap();
+        let note = with_cosignatures(&checkpoint.note, [line.as_str()]);
+        let key = WitnessKey::of(&witness.verifier());
+        // The same witness as its cosignature key and as its audit key.
+        let again = WitnessKey::parse(&witness.verifier_key()).unwrap();
+        assert_eq!(
+            verify_cosigned(&note, &log.verifier(), &[key.clone(), again], 2),
+            Err(CosignatureError::Duplicate("kring.test/witness".into()))
+        );
+        // The log cosigning its own checkpoint does not count as a witness.
+        let own = cosign(&log, &checkpoint.note, 7).unwrap();
+        let self_cosigned = with_cosignatures(&checkpoint.note, [own.as_str()]);
+        assert_eq!(
+            verify_cosigned(
+                &self_cosigned,
+                &log.verifier(),
+                &[WitnessKey::of(&log.verifier())],
+                1
+            ),
+            Err(CosignatureError::LogItself("kring.test/log".into()))
+        );
+        assert_eq!(
+            verify_cosigned(&note, &log.verifier(), &[key], 1)
+                .unwrap()
+                .cosigners
+                .len(),
+            1
+        );
     }
 }

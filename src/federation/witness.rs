@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
 use super::{Federation, PeerError, Peers};
-use crate::audit::cosignature::{self, WitnessKey};
+use crate::audit::cosignature::{self, CosignatureError, WitnessKey};
 use crate::audit::{Hash32, NoteSigner, SignedCheckpoint, checkpoint, merkle};
 use crate::clock::SharedClock;
 use crate::directory::Member;
@@ -567,10 +567,14 @@ impl Witness {
                     }
                     format!("{code}: {message}")
                 }
-                Ok(Ok(line)) => {
-                    let cosigned = cosignature::with_cosignatures(&head.note, [line.as_str()]);
-                    match key.verify(&cosigned) {
-                        Ok(_) => {
+                Ok(Ok(reply)) => {
+                    // Only the witness's own line is kept and served, never more of a reply.
+                    let checked = key.reply_line(&reply).and_then(|line| {
+                        let cosigned = cosignature::with_cosignatures(&head.note, [line.as_str()]);
+                        key.verify(&cosigned).map(|_| line)
+                    });
+                    match checked {
+                        Ok(line) => {
                             let size = head.size;
                             let witness_oin = witness.oin;
                             let stored = self
@@ -597,6 +601,7 @@ impl Witness {
                                 }
                             };
                         }
+                        Err(e @ CosignatureError::NotOneLine(..)) => format!("cosignature: {e}"),
                         Err(e) => format!("cosignature: {e} under the witness's pinned audit key"),
                     }
                 }
