@@ -50,6 +50,13 @@ pub enum SignalError {
     Store(#[from] StoreError),
 }
 
+/// The signal unless it has expired: one past its expiry is gone for every read and change
+/// from that moment, even before the sweep deletes it (and retracts it as expired, so that a
+/// withdrawal in between cannot give it another reason, such as one that archives it).
+fn active(signal: Option<Signal>, now: UnixMillis) -> Option<Signal> {
+    signal.filter(|s| s.expires_at > now)
+}
+
 /// Filters for listing signals; every filter that is set must match.
 #[derive(Debug, Default)]
 pub struct SignalQuery {
@@ -288,7 +295,7 @@ impl SignalService {
         let caller = caller.clone();
         self.ledger
             .commit(move |txn| {
-                let Some(mut signal) = txn.store().signal(&id)? else {
+                let Some(mut signal) = active(txn.store().signal(&id)?, txn.now()) else {
                     return Err(SignalError::NotFound(id));
                 };
                 if let Some(expected) = change.expected_version
@@ -335,7 +342,7 @@ impl SignalService {
         let withdrawn = self
             .ledger
             .commit(move |txn| {
-                let Some(signal) = txn.store().signal(&id)? else {
+                let Some(signal) = active(txn.store().signal(&id)?, txn.now()) else {
                     return Err(SignalError::NotFound(id));
                 };
                 remove(
@@ -379,7 +386,7 @@ impl SignalService {
         let contacts = self.contact_points.clone();
         self.ledger
             .commit(move |txn| {
-                let Some(signal) = txn.store().signal(&id)? else {
+                let Some(signal) = active(txn.store().signal(&id)?, txn.now()) else {
                     return Err(SignalError::NotFound(id));
                 };
                 if signal.subject != local {
@@ -459,9 +466,12 @@ impl SignalService {
         let mut signals = Vec::new();
         let mut scanned = 0;
         let mut last = None;
+        let now = self.clock.now();
         let mut push = |signal: Signal, signals: &mut Vec<Signal>| {
             last = Some(signal.id);
-            if query.matches(&signal) {
+            if query.matches(&signal)
+                && let Some(signal) = active(Some(signal), now)
+            {
                 signals.push(signal);
             }
         };

@@ -211,9 +211,15 @@ async fn expiry_with_a_controlled_clock_reaches_every_node() {
     assert_eq!(ended.signal_id, ggd_signal.id);
     matches_until(&ggd, "the GGD's match ends", |m| m.is_empty()).await;
 
-    // The school's signal and its match are gone.
-    eventually("the school's signal is gone", || async {
-        signals_of(&school).await.is_empty().then_some(())
+    // The school's signal is listed no more from its expiry; once its sweep has deleted it,
+    // its match is gone too.
+    assert!(signals_of(&school).await.is_empty());
+    eventually("the school's sweep deleted its signal", || async {
+        (events(&federation, "school", AuditAction::SignalExpire)
+            .await
+            .len()
+            == 1)
+            .then_some(())
     })
     .await;
     assert_eq!(list_matches(&school).await, vec![]);

@@ -50,8 +50,25 @@ async fn expired_signals_are_swept_and_audited_and_withdrawals_go_at_once() {
         vec![early_a.id.clone(), early_b.id.clone(), later.id.clone()]
     );
 
-    // At the expiry the two early signals go; the later one stays.
+    // At the expiry the two early signals are gone from every read and change before the
+    // sweep deletes them: a withdrawal in between cannot retract them for another reason.
     clock.set(UnixMillis(T0 + RETENTION));
+    assert_eq!(
+        ids(&list_all(&mut signals, proto::ListRequest::default()).await),
+        vec![later.id.clone()]
+    );
+    refused(
+        signals
+            .withdraw(proto::WithdrawRequest {
+                signal_id: early_b.id.clone(),
+                reason: proto::WithdrawReason::RiskGone as i32,
+            })
+            .await,
+        Code::NotFound,
+        "signal_id",
+    );
+
+    // The sweep then deletes both as expired; the later one stays.
     assert_eq!(test.node.sweep().await.expect("a sweep"), 2);
     assert_eq!(
         ids(&list_all(&mut signals, proto::ListRequest::default()).await),
@@ -154,6 +171,11 @@ async fn expired_signals_are_swept_and_audited_and_withdrawals_go_at_once() {
         },
     )
     .await;
+    // The refused withdrawal of an expired signal is recorded as refused.
+    let (withdrawals, refusals): (Vec<_>, Vec<_>) = withdrawals
+        .into_iter()
+        .partition(|e| e.outcome == Outcome::Success as i32);
+    assert_eq!(refusals.len(), 1, "{refusals:#?}");
     assert_eq!(withdrawals.len(), 1);
     assert_eq!(withdrawals[0].object, format!("signal:{}", withdrawn.id));
     assert_eq!(withdrawals[0].reason, "withdrawn: subject_moved");
@@ -204,27 +226,33 @@ async fn the_scheduled_sweep_runs_on_its_own() {
     let mut signals = test.signals(SIGNALER);
     let signal = register_ok(&mut signals, register(&bsn(60))).await;
     clock.set(UnixMillis(signal.expires_at_unix_ms));
-    // No call to sweep(): the node's own schedule removes it. Poll, boundedly.
-    let mut remaining = usize::MAX;
-    for _ in 0..500 {
-        remaining = list_all(&mut signals, proto::ListRequest::default())
+    // Listed no more from its expiry on; no call to sweep(): the node's own schedule deletes
+    // it. Poll for the deletion's event, boundedly.
+    assert!(
+        list_all(&mut signals, proto::ListRequest::default())
             .await
-            .len();
-        if remaining == 0 {
+            .is_empty()
+    );
+    let mut expiries = Vec::new();
+    for _ in 0..500 {
+        expiries = search_all(
+            &mut test.audit(OFFICER),
+            proto::AuditSearchRequest {
+                action: Some(AuditAction::SignalExpire as i32),
+                ..Default::default()
+            },
+        )
+        .await;
+        if !expiries.is_empty() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    assert_eq!(remaining, 0, "the scheduled sweep never removed the signal");
-    let expiries = search_all(
-        &mut test.audit(OFFICER),
-        proto::AuditSearchRequest {
-            action: Some(AuditAction::SignalExpire as i32),
-            ..Default::default()
-        },
-    )
-    .await;
-    assert_eq!(expiries.len(), 1);
+    assert_eq!(
+        expiries.len(),
+        1,
+        "the scheduled sweep deleted the signal once"
+    );
     assert_eq!(expiries[0].object, format!("signal:{}", signal.id));
     assert_eq!(
         expiries[0].actor.as_ref().expect("an actor").user,
