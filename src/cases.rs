@@ -431,8 +431,7 @@ impl CaseService {
     /// The meldingen this Veilig Thuis node received.
     pub async fn meldingen(&self, caller: &Caller) -> Result<Vec<ReceivedMelding>, CaseError> {
         let meldingen = self.ledger.store().meldingen()?;
-        let local = self.signals.local().clone();
-        let subjects: Vec<Pseudonym> = meldingen.iter().map(|m| local.local(&m.subject)).collect();
+        let subjects: Vec<Pseudonym> = meldingen.iter().map(|m| m.subject).collect();
         let event = Self::event(caller, Action::MeldingenList)
             .purpose(Purpose::VtTriage, LegalBasis::Wmo411)
             .subjects(subjects)

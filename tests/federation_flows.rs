@@ -923,7 +923,16 @@ async fn a_melding_goes_to_veilig_thuis_only_at_step_five_and_for_the_signals_su
     assert_eq!(received[0].outcome, proto::Outcome::Success as i32);
     assert_eq!(received[0].legal_basis, proto::LegalBasis::Wmo526 as i32);
     assert_reconciled(&federation).await;
+    let vt_config = federation.configs["veilig-thuis"].clone();
     federation.shutdown().await.unwrap();
+
+    // Veilig Thuis keeps the subject as its own local pseudonym, like every organisation: read
+    // with its data key, its store holds no federation pseudonym for the melding.
+    let store = kring::store::SledStore::open(&vt_config.data_dir.join("store"), &vt_config.store)
+        .expect("Veilig Thuis's stopped store");
+    let kept = kring::store::Store::meldingen(&store).expect("its meldingen");
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].subject.0.to_vec(), melding.subject);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

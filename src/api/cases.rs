@@ -247,7 +247,6 @@ impl proto::cases_server::Cases for CasesApi {
             .await?;
         let result = async {
             let meldingen = self.cases.meldingen(&call.caller).await?;
-            let local = self.signals.local().clone();
             Ok::<_, ApiError>(proto::ListMeldingenResponse {
                 meldingen: meldingen
                     .iter()
@@ -258,7 +257,7 @@ impl proto::cases_server::Cases for CasesApi {
                         received_unix_ms: m.received.0,
                         melding: Some(proto::Melding {
                             signal_ref: m.signal.to_string(),
-                            subject: local.local(&m.subject).0.to_vec(),
+                            subject: m.subject.0.to_vec(),
                             category: convert::category_to_proto(m.category) as i32,
                             severity: convert::severity_to_proto(m.severity) as i32,
                             registered_at_unix_ms: m.registered_at.0,

@@ -281,7 +281,8 @@ pub struct ReceivedMelding {
     pub from: Oin,
     pub received: UnixMillis,
     pub signal: SignalId,
-    /// The subject's federation pseudonym, so that Veilig Thuis can find the person.
+    /// The subject's local pseudonym at Veilig Thuis (converted when the melding arrives, like
+    /// every person an organisation keeps): the same value its own lists and audit events use.
     pub subject: Pseudonym,
     pub category: Category,
     pub severity: Severity,

@@ -237,7 +237,7 @@ impl PeerHandler {
                     from: sender,
                     received: txn.now(),
                     signal: melding.signal,
-                    subject: melding.subject,
+                    subject,
                     category: melding.category,
                     severity: melding.severity,
                     registered_at: melding.registered_at,
