@@ -595,9 +595,10 @@ fn age_range_ahead(ends: CalendarDate, now: UnixMillis) -> Result<(), Invalid> {
 
 fn remove(txn: &mut Txn<'_>, signal: &Signal, transaction: TransactionId, reason: RetractReason) {
     txn.change(Change::DeleteSignal(signal.clone()));
-    // The signal's matches (current and historical) go with it: the index tells the other
-    // parties, not this one.
+    // The signal's matches (current and historical) and every notice about it in the feed go
+    // with it: the index tells the other parties, not this one.
     txn.change(Change::DeleteMatch(signal.id));
+    txn.change(Change::DeleteNotices(signal.id));
     outbox(
         txn,
         transaction,

@@ -146,8 +146,6 @@ impl PeerHandler {
                 match &notice {
                     IndexNotice::Match { signal, .. } => {
                         subjects = persons_of(txn.store(), signal)?;
-                        // A notice that arrives after its signal went (withdrawn or expired)
-                        // stays in the feed but is no longer a current match.
                         if !subjects.is_empty() {
                             txn.change(Change::PutMatch(record.clone()));
                         }
@@ -183,9 +181,14 @@ impl PeerHandler {
                     }
                     IndexNotice::WaakvlamAlert { person, .. } => subjects.push(*person),
                 }
-                txn.change(Change::PutNotice(record));
+                // A notice about a signal that already went (withdrawn or expired) is audited
+                // and not kept: what is kept about a signal goes with it.
+                let gone = notice.signal().is_some() && subjects.is_empty();
+                if !gone {
+                    txn.change(Change::PutNotice(record));
+                }
                 txn.audit(draft.subjects(subjects));
-                Ok(Some(cursor))
+                Ok(Some(if gone { cursor - 1 } else { cursor }))
             })
             .await??;
         match received {

@@ -142,6 +142,8 @@ pub enum Change {
     PutMatch(Notice),
     /// Removes both kinds of match of a signal.
     DeleteMatch(SignalId),
+    /// Every notice in the feed about this organisation's signal, when the signal goes.
+    DeleteNotices(SignalId),
     PutMelding(ReceivedMelding),
     PutBreakGlass(BreakGlassItem),
     // Witnessing.

@@ -86,6 +86,12 @@ const ARCHIVE_EXPIRY: u8 = b'Y';
 // An organisation.
 /// `N<cursor>`: the notice feed.
 const NOTICE: u8 = b'N';
+/// `O<signal><cursor>`: the notices about one of this organisation's signals, which go with
+/// it (value empty).
+const NOTICE_OF: u8 = b'O';
+/// The last notice cursor handed out (u64 BE): cursors never repeat, even when the newest
+/// notices went with their signal.
+const NOTICE_CURSOR_KEY: &[u8] = b"mnotice_cursor";
 /// `A<signal>`: the current match of a signal; `A<signal>h`: its historical match.
 const MATCH: u8 = b'A';
 const HISTORICAL_MATCH_SUFFIX: u8 = b'h';
@@ -748,7 +754,23 @@ impl BatchBuilder<'_> {
                 self.remove(key(ARCHIVE_EXPIRY, &[&ordered(entry.expires_at), &at]));
             }
             Change::PutNotice(notice) => {
-                self.put_sealed(key(NOTICE, &[&notice.cursor.to_be_bytes()]), encode(notice))?;
+                let cursor = notice.cursor.to_be_bytes();
+                self.put_sealed(key(NOTICE, &[&cursor]), encode(notice))?;
+                if let Some(signal) = notice.notice.signal() {
+                    self.put(key(NOTICE_OF, &[signal.as_bytes(), &cursor]), Vec::new())?;
+                }
+                self.put(NOTICE_CURSOR_KEY.to_vec(), cursor.to_vec())?;
+            }
+            Change::DeleteNotices(signal) => {
+                let of = key(NOTICE_OF, &[signal.as_bytes()]);
+                let mut found = Vec::new();
+                for item in self.store.tree.scan_prefix(&of) {
+                    found.push(item?.0);
+                }
+                for at in found {
+                    self.remove(key(NOTICE, &[&at[of.len()..]]));
+                    self.remove(at.to_vec());
+                }
             }
             Change::PutMatch(notice) => {
                 let at = match &notice.notice {
@@ -1250,10 +1272,15 @@ impl Store for SledStore {
     }
 
     fn last_notice_cursor(&self) -> Result<u64, StoreError> {
-        match self.tree.scan_prefix([NOTICE]).next_back() {
-            Some(item) => u64_suffix(&item?.0),
-            None => Ok(0),
-        }
+        let newest = match self.tree.scan_prefix([NOTICE]).next_back() {
+            Some(item) => u64_suffix(&item?.0)?,
+            None => 0,
+        };
+        let handed_out = match self.tree.get(NOTICE_CURSOR_KEY)? {
+            Some(bytes) => u64_suffix(&bytes)?,
+            None => 0,
+        };
+        Ok(newest.max(handed_out))
     }
 
     fn matches(&self) -> Result<Vec<Notice>, StoreError> {
@@ -1725,5 +1752,40 @@ mod tests {
             matches!(error, StoreError::UnrecognisedDataKey { given: 2 }),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_signals_notices_go_with_it_and_cursors_never_repeat() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), None).unwrap();
+        let (gone, kept) = (SignalId::new(), SignalId::new());
+        let from = Oin::parse("00000001000000000001").unwrap();
+        let notice = |cursor: u64, signal: SignalId| {
+            Change::PutNotice(Notice {
+                cursor,
+                received: UnixMillis(0),
+                from,
+                notice: IndexNotice::MatchEnded {
+                    signal,
+                    party: from,
+                },
+            })
+        };
+        store
+            .apply(&[notice(1, gone), notice(2, kept), notice(3, gone)])
+            .unwrap();
+        store.apply(&[Change::DeleteNotices(gone)]).unwrap();
+        let feed: Vec<u64> = store
+            .notices_after(0)
+            .map(|n| n.map(|n| n.cursor))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(feed, vec![2]);
+        assert!(store.tree.scan_prefix([NOTICE_OF]).all(|item| {
+            let (k, _) = item.unwrap();
+            &k[1..17] == kept.as_bytes()
+        }));
+        // The newest notice went, but its cursor was handed out: the next one is 4.
+        assert_eq!(store.last_notice_cursor().unwrap(), 3);
     }
 }
