@@ -201,9 +201,17 @@ async fn the_second_service_limits_the_organisation_the_first_forwards_for() {
     federation.shutdown().await.unwrap();
 }
 
+/// Service A's and service B's OINs in the demo's directory.
+const SERVICE_A: &str = "00000001820000000200";
+const SERVICE_B: &str = "00000001820000000210";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_a_service_of_the_chain_may_ask_on_behalf_of_another_organisation() {
-    let (_dir, federation) = start(&demo_members()).await;
+async fn only_the_service_before_in_the_chain_may_ask_on_behalf_of_an_organisation() {
+    let (_dir, federation) = start_with_directory(&demo_members(), |content| {
+        content.policy.pseudonym_rate_per_minute = 4;
+    })
+    .await;
+    // An organisation may not name another.
     let mut as_school = pseudonyms_as(&federation, "pseudonyms-b", "school").await;
     let transaction = new_transaction();
     refused(
@@ -211,7 +219,8 @@ async fn only_a_service_of_the_chain_may_ask_on_behalf_of_another_organisation()
             .evaluate(evaluate_in(&transaction, blinded(1), GGD))
             .await,
         Code::PermissionDenied,
-        "on_behalf_of: only a pseudonym service of the chain may forward",
+        "on_behalf_of: only the service before this one in the chain, Pseudoniemdienst Samen \
+         Veilig (sleutel A) (00000001820000000200), may forward",
     );
     audited_refusal(
         &federation,
@@ -227,17 +236,87 @@ async fn only_a_service_of_the_chain_may_ask_on_behalf_of_another_organisation()
         Code::InvalidArgument,
         "on_behalf_of",
     );
-    // Service A may.
+    // Nor may service B name anyone to service A, the first of the chain: B's operator would
+    // have an oracle for A's share alone.
+    let mut b_at_a = pseudonyms_as(&federation, "pseudonyms", "pseudonyms-b").await;
+    let transaction = new_transaction();
+    refused(
+        b_at_a
+            .evaluate(evaluate_in(&transaction, blinded(1), SCHOOL))
+            .await,
+        Code::PermissionDenied,
+        "on_behalf_of: this is the first service of the chain",
+    );
+    audited_refusal(
+        &federation,
+        "pseudonyms",
+        &transaction,
+        proto::AuditAction::PseudonymEvaluate,
+        "permission_denied",
+        "on_behalf_of",
+    )
+    .await;
+
+    // Service A may, for an organisation of the directory.
     let mut as_a = pseudonyms_as(&federation, "pseudonyms-b", "pseudonyms").await;
     let answer = as_a
-        .evaluate(evaluate(blinded(1), SCHOOL))
+        .evaluate(evaluate(blinded(4), SCHOOL))
         .await
-        .expect("a chain member forwards for the school")
+        .expect("the service before forwards for the school")
         .into_inner();
-    assert_eq!(answer.evaluated.len(), 1);
-    // Not an element: the service checks what it evaluates.
+    assert_eq!(answer.evaluated.len(), 4);
+    // The school's allowance at B is spent; a made-up organisation gets no fresh one, and
+    // neither does a pseudonym service.
+    let transaction = new_transaction();
     refused(
-        as_a.evaluate(evaluate(vec![vec![7; 32]], SCHOOL)).await,
+        as_a.evaluate(evaluate_in(
+            &transaction,
+            blinded(1),
+            "00000001820000009999",
+        ))
+        .await,
+        Code::InvalidArgument,
+        "on_behalf_of: names no member of the directory",
+    );
+    audited_refusal(
+        &federation,
+        "pseudonyms-b",
+        &transaction,
+        proto::AuditAction::PseudonymEvaluate,
+        "invalid_argument",
+        "on_behalf_of",
+    )
+    .await;
+    for service in [SERVICE_A, SERVICE_B] {
+        let transaction = new_transaction();
+        refused(
+            as_a.evaluate(evaluate_in(&transaction, blinded(1), service))
+                .await,
+            Code::PermissionDenied,
+            "is a pseudonym service; a service forwards only for the organisation",
+        );
+        audited_refusal(
+            &federation,
+            "pseudonyms-b",
+            &transaction,
+            proto::AuditAction::PseudonymEvaluate,
+            "permission_denied",
+            "on_behalf_of",
+        )
+        .await;
+    }
+    refused(
+        as_a.evaluate(evaluate(blinded(1), SCHOOL)).await,
+        Code::ResourceExhausted,
+        "rate limit: Basisschool De Regenboog (00000001820000001000)",
+    );
+    // The GGD, named by A, has its own allowance. Not an element: the service checks what it
+    // evaluates.
+    as_a.evaluate(evaluate(blinded(1), GGD))
+        .await
+        .expect("the GGD has its own allowance");
+    refused(
+        as_a.evaluate(evaluate(vec![vec![7; 32]], GGD)).await,
         Code::InvalidArgument,
         "blinded",
     );

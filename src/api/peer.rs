@@ -537,7 +537,12 @@ impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         match e {
             ServiceError::RateLimited { .. } => ApiError::ResourceExhausted(e.to_string()),
-            ServiceError::NotAChainMember => ApiError::Policy(e.to_string()),
+            ServiceError::NotAChainMember { .. }
+            | ServiceError::ForwardedToFirst
+            | ServiceError::OnBehalfOfAService { .. } => ApiError::Policy(e.to_string()),
+            ServiceError::UnknownOrganisation => {
+                ApiError::invalid("on_behalf_of", "names no member of the directory")
+            }
             ServiceError::NotInChain => ApiError::FailedPrecondition(e.to_string()),
             ServiceError::NotTheIndex => ApiError::Policy(e.to_string()),
             ServiceError::Epoch(crate::pseudonym::EpochError::Zero) => {

@@ -4,7 +4,8 @@
 //!
 //! It never sees a BSN or a pseudonym: only blinded elements, uniformly random per request.
 //! It limits every organisation to the policy's rate (RESOURCE_EXHAUSTED beyond it), counted
-//! by the organisation that asked the first service, and records in its audit log how many
+//! by the organisation that asked the first service (named in `on_behalf_of` by the service
+//! just before in the chain, and by no one else), and records in its audit log how many
 //! elements it evaluated for whom, per period, never the elements.
 //!
 //! Forwarding, rather than answering the client and letting it call the next service, keeps
@@ -31,9 +32,19 @@ pub enum ServiceError {
     )]
     RateLimited { organisation: String, limit: u32 },
     #[error(
-        "on_behalf_of: only a pseudonym service of the chain may forward for another organisation"
+        "on_behalf_of: only the service before this one in the chain, {previous}, may forward for another organisation"
     )]
-    NotAChainMember,
+    NotAChainMember { previous: String },
+    #[error(
+        "on_behalf_of: this is the first service of the chain, which organisations ask themselves; no service forwards to it"
+    )]
+    ForwardedToFirst,
+    #[error("on_behalf_of: names no member of the directory")]
+    UnknownOrganisation,
+    #[error(
+        "on_behalf_of: {organisation} is a pseudonym service; a service forwards only for the organisation that asked the chain"
+    )]
+    OnBehalfOfAService { organisation: String },
     #[error("this node is not one of the directory's pseudonym services")]
     NotInChain,
     #[error("index key: only the directory's index may ask for an index key share")]
@@ -130,10 +141,34 @@ impl PseudonymService {
         blinded: Vec<Vec<u8>>,
     ) -> Result<Vec<Vec<u8>>, ServiceError> {
         let directory = self.federation.directory();
+        let chain: Vec<Oin> = directory.pseudonym_services().map(|m| m.oin).collect();
+        let me = self.federation.me();
+        let position = chain
+            .iter()
+            .position(|oin| *oin == me)
+            .ok_or(ServiceError::NotInChain)?;
+        let describe = |oin: &Oin| {
+            directory
+                .member(oin)
+                .map_or_else(|| oin.to_string(), |m| format!("{} ({})", m.name, m.oin))
+        };
         let requester = match on_behalf_of {
-            Some(organisation) if from.has_role(NodeRole::PseudonymService) => organisation,
-            Some(_) => return Err(ServiceError::NotAChainMember),
             None => from.oin,
+            Some(_) if position == 0 => return Err(ServiceError::ForwardedToFirst),
+            Some(_) if from.oin != chain[position - 1] => {
+                return Err(ServiceError::NotAChainMember {
+                    previous: describe(&chain[position - 1]),
+                });
+            }
+            Some(organisation) => match directory.member(&organisation) {
+                None => return Err(ServiceError::UnknownOrganisation),
+                Some(m) if m.has_role(NodeRole::PseudonymService) => {
+                    return Err(ServiceError::OnBehalfOfAService {
+                        organisation: describe(&organisation),
+                    });
+                }
+                Some(_) => organisation,
+            },
         };
         self.take(
             requester,
@@ -146,12 +181,6 @@ impl PseudonymService {
             .into_iter()
             .map(|e| e.to_vec())
             .collect();
-        let chain: Vec<Oin> = directory.pseudonym_services().map(|m| m.oin).collect();
-        let me = self.federation.me();
-        let position = chain
-            .iter()
-            .position(|oin| *oin == me)
-            .ok_or(ServiceError::NotInChain)?;
         let answer = match chain.get(position + 1) {
             Some(next) => tokio::time::timeout(
                 self.federation.timeout(),
