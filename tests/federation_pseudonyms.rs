@@ -180,24 +180,98 @@ async fn an_organisation_beyond_its_rate_is_refused_naming_it_and_the_others_are
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_second_service_limits_the_organisation_the_first_forwards_for() {
+async fn the_second_service_answers_only_the_first_and_limits_the_organisation_it_forwards_for() {
     let (_dir, federation) = start_with_directory(&demo_members(), |content| {
         content.policy.pseudonym_rate_per_minute = 4;
     })
     .await;
-    // The school spends its allowance at service B directly...
+    // The school may not ask service B directly: B's answer to it would be an evaluation under
+    // B's share alone.
     let mut school_at_b = pseudonyms_as(&federation, "pseudonyms-b", "school").await;
-    school_at_b
-        .evaluate(evaluate(blinded(4), ""))
+    let transaction = new_transaction();
+    refused(
+        school_at_b
+            .evaluate(evaluate_in(&transaction, blinded(4), ""))
+            .await,
+        Code::PermissionDenied,
+        "chain order: this service is number 2 of the chain and answers only the service \
+         before it, Pseudoniemdienst Samen Veilig (sleutel A) (00000001820000000200); \
+         organisations ask the first",
+    );
+    audited_refusal(
+        &federation,
+        "pseudonyms-b",
+        &transaction,
+        proto::AuditAction::PseudonymEvaluate,
+        "permission_denied",
+        "chain order",
+    )
+    .await;
+    // Nor may the index; service A must name the organisation it forwards for; and service B
+    // does not ask the chain for itself.
+    let mut index_at_b = pseudonyms_as(&federation, "pseudonyms-b", "index").await;
+    refused(
+        index_at_b.evaluate(evaluate(blinded(1), "")).await,
+        Code::PermissionDenied,
+        "chain order: this service is number 2",
+    );
+    let mut a_at_b = pseudonyms_as(&federation, "pseudonyms-b", "pseudonyms").await;
+    refused(
+        a_at_b.evaluate(evaluate(blinded(1), "")).await,
+        Code::InvalidArgument,
+        "on_behalf_of: required from the service before this one",
+    );
+    let mut b_at_a = pseudonyms_as(&federation, "pseudonyms", "pseudonyms-b").await;
+    let transaction = new_transaction();
+    refused(
+        b_at_a
+            .evaluate(evaluate_in(&transaction, blinded(1), ""))
+            .await,
+        Code::PermissionDenied,
+        "chain order: a pseudonym service does not ask the chain",
+    );
+    audited_refusal(
+        &federation,
+        "pseudonyms",
+        &transaction,
+        proto::AuditAction::PseudonymEvaluate,
+        "permission_denied",
+        "chain order",
+    )
+    .await;
+
+    // The refusals spent nothing of the school's allowance at B: service A, forwarding for
+    // the school, spends all four of it...
+    a_at_b
+        .evaluate(evaluate(blinded(4), SCHOOL))
         .await
         .expect("four a minute are allowed");
-    // ...so service A, forwarding the school's next request, is refused by B for the school.
+    // ...so the school's next request through A (whose own allowance for the school is whole)
+    // is refused by B for the school.
     let mut school_at_a = pseudonyms_as(&federation, "pseudonyms", "school").await;
+    let transaction = new_transaction();
     refused(
-        school_at_a.evaluate(evaluate(blinded(1), "")).await,
+        school_at_a
+            .evaluate(evaluate_in(&transaction, blinded(1), ""))
+            .await,
         Code::ResourceExhausted,
         "rate limit: Basisschool De Regenboog (00000001820000001000)",
     );
+    audited_refusal(
+        &federation,
+        "pseudonyms",
+        &transaction,
+        proto::AuditAction::PseudonymEvaluate,
+        "resource_exhausted",
+        "Basisschool De Regenboog",
+    )
+    .await;
+    // The GGD goes through the whole chain.
+    let mut ggd_at_a = pseudonyms_as(&federation, "pseudonyms", "ggd").await;
+    ggd_at_a
+        .evaluate(evaluate(blinded(4), ""))
+        .await
+        .expect("the GGD has its own allowance at both services");
     federation.shutdown().await.unwrap();
 }
 

@@ -539,7 +539,13 @@ impl From<ServiceError> for ApiError {
             ServiceError::RateLimited { .. } => ApiError::ResourceExhausted(e.to_string()),
             ServiceError::NotAChainMember { .. }
             | ServiceError::ForwardedToFirst
-            | ServiceError::OnBehalfOfAService { .. } => ApiError::Policy(e.to_string()),
+            | ServiceError::OnBehalfOfAService { .. }
+            | ServiceError::NotThePrevious { .. }
+            | ServiceError::ServiceAsOrganisation => ApiError::Policy(e.to_string()),
+            ServiceError::OnBehalfOfMissing => ApiError::invalid(
+                "on_behalf_of",
+                "required from the service before this one in the chain",
+            ),
             ServiceError::UnknownOrganisation => {
                 ApiError::invalid("on_behalf_of", "names no member of the directory")
             }

@@ -10,7 +10,9 @@
 //!
 //! Forwarding, rather than answering the client and letting it call the next service, keeps
 //! the intermediate element `k1 * B` from the client: a client that saw it would hold an oracle
-//! for one key share, which the chain is there to deny.
+//! for one key share, which the chain is there to deny. For the same reason a service that is
+//! not first in the chain answers only the service just before it, never an organisation
+//! directly (which would get `k2 * X`, an evaluation under one share alone).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -39,6 +41,20 @@ pub enum ServiceError {
         "on_behalf_of: this is the first service of the chain, which organisations ask themselves; no service forwards to it"
     )]
     ForwardedToFirst,
+    #[error(
+        "chain order: this service is number {position} of the chain and answers only the service before it, {previous}; organisations ask the first, {first}"
+    )]
+    NotThePrevious {
+        position: usize,
+        previous: String,
+        first: String,
+    },
+    #[error(
+        "on_behalf_of: required from the service before this one in the chain (the organisation that asked the first)"
+    )]
+    OnBehalfOfMissing,
+    #[error("chain order: a pseudonym service does not ask the chain for pseudonyms itself")]
+    ServiceAsOrganisation,
     #[error("on_behalf_of: names no member of the directory")]
     UnknownOrganisation,
     #[error(
@@ -153,6 +169,19 @@ impl PseudonymService {
                 .map_or_else(|| oin.to_string(), |m| format!("{} ({})", m.name, m.oin))
         };
         let requester = match on_behalf_of {
+            // Only the first service answers organisations: a later one answering an
+            // organisation directly would give it an evaluation under that one share alone.
+            None if position > 0 && from.oin != chain[position - 1] => {
+                return Err(ServiceError::NotThePrevious {
+                    position: position + 1,
+                    previous: describe(&chain[position - 1]),
+                    first: describe(&chain[0]),
+                });
+            }
+            None if position > 0 => return Err(ServiceError::OnBehalfOfMissing),
+            None if from.has_role(NodeRole::PseudonymService) => {
+                return Err(ServiceError::ServiceAsOrganisation);
+            }
             None => from.oin,
             Some(_) if position == 0 => return Err(ServiceError::ForwardedToFirst),
             Some(_) if from.oin != chain[position - 1] => {
