@@ -129,6 +129,26 @@ async fn an_organisation_beyond_its_rate_is_refused_naming_it_and_the_others_are
     })
     .await;
     let mut as_school = pseudonyms_as(&federation, "pseudonyms", "school").await;
+    // A batch with one element that is not a point is refused whole, and spends nothing.
+    let mut bad_batch = blinded(3);
+    bad_batch.push(vec![7; 32]);
+    let transaction = new_transaction();
+    refused(
+        as_school
+            .evaluate(evaluate_in(&transaction, bad_batch, ""))
+            .await,
+        Code::InvalidArgument,
+        "blinded",
+    );
+    audited_refusal(
+        &federation,
+        "pseudonyms",
+        &transaction,
+        proto::AuditAction::PseudonymEvaluate,
+        "invalid_argument",
+        "blinded",
+    )
+    .await;
     let answer = as_school
         .evaluate(evaluate(blinded(4), ""))
         .await

@@ -281,19 +281,54 @@ impl ServiceKey {
         &self,
         blinded: &[B],
     ) -> Result<Vec<[u8; ELEMENT_LEN]>, OprfError> {
+        Ok(self.evaluate_checked(&ServiceKey::check(blinded)?))
+    }
+
+    /// Reads a batch of elements without evaluating it: a service refuses a batch with one bad
+    /// element before it spends anything (a rate limit's tokens) on it.
+    pub fn check<B: AsRef<[u8]>>(blinded: &[B]) -> Result<Checked, OprfError> {
         blinded
             .iter()
             .enumerate()
             .map(|(i, bytes)| {
                 let at = Position::Blinded(i);
-                let element =
-                    BlindedElement::<Suite>::deserialize(element_bytes(bytes.as_ref(), at)?)
-                        .map_err(|_| OprfError::Element { at })?;
+                BlindedElement::<Suite>::deserialize(element_bytes(bytes.as_ref(), at)?)
+                    .map_err(|_| OprfError::Element { at })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Checked)
+    }
+
+    /// Evaluates a batch [`ServiceKey::check`] has read, in order.
+    pub fn evaluate_checked(&self, checked: &Checked) -> Vec<[u8; ELEMENT_LEN]> {
+        checked
+            .0
+            .iter()
+            .map(|element| {
                 let mut out = [0u8; ELEMENT_LEN];
-                out.copy_from_slice(&self.server.blind_evaluate(&element).serialize());
-                Ok(out)
+                out.copy_from_slice(&self.server.blind_evaluate(element).serialize());
+                out
             })
             .collect()
+    }
+}
+
+/// A batch of elements that are valid ristretto255 points, ready to evaluate.
+pub struct Checked(Vec<BlindedElement<Suite>>);
+
+impl Checked {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Checked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Checked({} elements)", self.0.len())
     }
 }
 

@@ -199,14 +199,16 @@ impl PseudonymService {
                 Some(_) => organisation,
             },
         };
+        // Every element is read before any token is taken: a refused batch spends nothing.
+        let checked = ServiceKey::check(&blinded)?;
         self.take(
             requester,
-            blinded.len(),
+            checked.len(),
             directory.policy().pseudonym_rate_per_minute,
         )?;
         let evaluated: Vec<Vec<u8>> = self
             .key
-            .evaluate(&blinded)?
+            .evaluate_checked(&checked)
             .into_iter()
             .map(|e| e.to_vec())
             .collect();
@@ -227,7 +229,7 @@ impl PseudonymService {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(requester)
-            .or_default() += blinded.len() as u64;
+            .or_default() += checked.len() as u64;
         Ok(answer)
     }
 
@@ -287,7 +289,8 @@ impl PseudonymService {
         let actor = self.system_actor();
         let transaction = TransactionId::new();
         let events: Vec<EventDraft> = counts
-            .into_iter()
+            .iter()
+            .map(|(organisation, count)| (*organisation, *count))
             .map(|(organisation, count)| {
                 EventDraft::new(transaction, actor.clone(), Action::PseudonymEvaluate)
                     .counterpart(organisation)
@@ -295,9 +298,18 @@ impl PseudonymService {
                     .reason(format!("evaluations in {period}"))
             })
             .collect();
-        self.ledger
+        if let Err(e) = self
+            .ledger
             .commit(move |txn| events.into_iter().for_each(|e| txn.audit(e)))
-            .await?;
+            .await
+        {
+            // Not recorded: keep the counts for the next record, with what came in meanwhile.
+            let mut now = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+            for (organisation, count) in counts {
+                *now.entry(organisation).or_default() += count;
+            }
+            return Err(e.into());
+        }
         Ok(())
     }
 
