@@ -148,7 +148,10 @@ async fn a_rotation_moves_every_person_to_the_next_epoch_while_the_index_answers
             let mut as_index = as_index.clone();
             async move {
                 match as_index
-                    .index_key(proto::IndexKeyRequest { epoch: 1 })
+                    .index_key(proto::IndexKeyRequest {
+                        epoch: 1,
+                        start: false,
+                    })
                     .await
                 {
                     Err(status) if status.code() == Code::FailedPrecondition => Some(status),
@@ -159,7 +162,10 @@ async fn a_rotation_moves_every_person_to_the_next_epoch_while_the_index_answers
         .await;
         refused(
             as_index
-                .index_key(proto::IndexKeyRequest { epoch: 1 })
+                .index_key(proto::IndexKeyRequest {
+                    epoch: 1,
+                    start: true,
+                })
                 .await,
             Code::FailedPrecondition,
             "epoch: 1 is retired",
@@ -285,11 +291,15 @@ async fn key_requests_are_refused_precisely_and_change_nothing() {
             .all(|e| e.outcome == proto::Outcome::Refused as i32)
     );
 
-    // A service gives index key shares to the index only, for an epoch that exists or is next.
+    // A service gives index key shares to the index only, for an epoch that exists or (as the
+    // index starts it) is next.
     let mut as_school = pseudonyms_as(&federation, "pseudonyms", "school").await;
     refused(
         as_school
-            .index_key(proto::IndexKeyRequest { epoch: 1 })
+            .index_key(proto::IndexKeyRequest {
+                epoch: 1,
+                start: false,
+            })
             .await,
         Code::PermissionDenied,
         "only the directory's index",
@@ -304,18 +314,38 @@ async fn key_requests_are_refused_precisely_and_change_nothing() {
     let mut as_index = pseudonyms_as(&federation, "pseudonyms", "index").await;
     refused(
         as_index
-            .index_key(proto::IndexKeyRequest { epoch: 0 })
+            .index_key(proto::IndexKeyRequest {
+                epoch: 0,
+                start: true,
+            })
             .await,
         Code::InvalidArgument,
         "epoch",
     );
     refused(
         as_index
-            .index_key(proto::IndexKeyRequest { epoch: 5 })
+            .index_key(proto::IndexKeyRequest {
+                epoch: 5,
+                start: true,
+            })
             .await,
         Code::FailedPrecondition,
         "epoch: 5 is ahead",
     );
+    // Asking for the share of an epoch the service does not hold creates nothing, not even
+    // the next one: only the index starting an epoch does.
+    for epoch in [5, 2] {
+        refused(
+            as_index
+                .index_key(proto::IndexKeyRequest {
+                    epoch,
+                    start: false,
+                })
+                .await,
+            Code::FailedPrecondition,
+            &format!("epoch: {epoch} is not held at this service (its newest is 1)"),
+        );
+    }
     refused(
         as_index
             .retire_index_epochs(proto::RetireIndexEpochsRequest { before: 9 })
@@ -328,7 +358,7 @@ async fn key_requests_are_refused_precisely_and_change_nothing() {
         .iter()
         .filter(|e| e.outcome == proto::Outcome::Refused as i32)
         .collect();
-    assert_eq!(refused_here.len(), 3, "{recorded:?}");
+    assert_eq!(refused_here.len(), 5, "{recorded:?}");
     assert!(
         refused_here
             .iter()
@@ -378,6 +408,63 @@ async fn without_its_services_the_index_answers_unavailable_naming_its_key() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_whose_epochs_file_lacks_the_index_epoch_refuses_and_creates_none() {
+    let (_dir, mut federation) = start(&demo_members()).await;
+    let mut school = client(&federation, SCHOOL_AF).await;
+    register_ok(&mut school, worry(CHILD, &[])).await;
+    eventually("the index holds the child under epoch 1", || async {
+        (store_count(&federation, 1) == 1).then_some(())
+    })
+    .await;
+    // Service B's epochs file is restored from a backup taken before epoch 1 started; the
+    // index then restarts and asks every service for epoch 1 again.
+    let clock: kring::clock::SharedClock = std::sync::Arc::new(kring::clock::SystemClock);
+    let epochs_file = IndexEpochs::path_for(&pseudonym_key_file(&federation, "pseudonyms-b"));
+    federation.stop("pseudonyms-b").await.unwrap();
+    std::fs::write(&epochs_file, "retired 0\n").unwrap();
+    restart(&mut federation, "pseudonyms-b", clock.clone()).await;
+    federation.stop("index").await.unwrap();
+    restart(&mut federation, "index", clock).await;
+
+    // B refuses rather than create a fresh secret for epoch 1, which would give the index a
+    // wrong key and split every person it holds from the requests that name them.
+    let channel = peer_channel(&federation, "index", &identity(&federation, "veilig-thuis")).await;
+    let mut index = IndexClient::new(channel);
+    let status = refused(
+        index.lookup(triage_lookup(vec![7; 32], false)).await,
+        Code::Unavailable,
+        "index key for epoch 1",
+    );
+    assert!(
+        status
+            .message()
+            .contains("epoch: 1 is not held at this service (its newest is 0)"),
+        "{status:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&epochs_file).unwrap(),
+        "retired 0\n",
+        "B created no epoch"
+    );
+    let refusals: Vec<_> = events(
+        &federation,
+        "pseudonyms-b",
+        proto::AuditAction::IndexKeyShare,
+    )
+    .await
+    .into_iter()
+    .filter(|e| e.outcome == proto::Outcome::Refused as i32)
+    .collect();
+    assert!(
+        refusals.iter().any(|e| e.counterpart_oin == INDEX
+            && e.reason
+                .starts_with("failed_precondition: epoch: 1 is not held")),
+        "{refusals:?}"
+    );
+    federation.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotation_interrupted_by_a_stop_finishes_after_the_restart_and_no_second_one_starts() {
     let (_dir, mut federation) = start(&demo_members()).await;
     let mut school = client(&federation, SCHOOL_AF).await;
@@ -391,8 +478,19 @@ async fn a_rotation_interrupted_by_a_stop_finishes_after_the_restart_and_no_seco
     })
     .await;
 
-    // The index stops right after a rotation started (its epoch record says so), and comes
-    // back while one service is away: it cannot have the keys to go on.
+    // The index stops right after a rotation started (every service started epoch 2, and its
+    // epoch record says so), and comes back while one service is away: it cannot have the
+    // keys to go on.
+    for service in ["pseudonyms", "pseudonyms-b"] {
+        pseudonyms_as(&federation, service, "index")
+            .await
+            .index_key(proto::IndexKeyRequest {
+                epoch: 2,
+                start: true,
+            })
+            .await
+            .expect("the service starts epoch 2 for the index");
+    }
     let config = federation.stop("index").await.unwrap();
     {
         let store = kring::store::SledStore::open(&config.data_dir.join("store"), &config.store)

@@ -626,7 +626,12 @@ impl proto::pseudonyms_server::Pseudonyms for PseudonymsApi {
         let transaction = transaction_of(&request);
         match self
             .service
-            .index_key(&from, transaction, request.get_ref().epoch)
+            .index_key(
+                &from,
+                transaction,
+                request.get_ref().epoch,
+                request.get_ref().start,
+            )
             .await
         {
             Ok(share) => Ok(Response::new(proto::IndexKeyResponse {

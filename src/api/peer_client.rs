@@ -339,10 +339,14 @@ impl Peers for GrpcPeers {
         service: &Oin,
         transaction: &TransactionId,
         epoch: u32,
+        start: bool,
     ) -> Result<[u8; 32], PeerError> {
         let channel = self.channel(service).await?;
         let answer = PseudonymsClient::new(channel)
-            .index_key(request(proto::IndexKeyRequest { epoch }, transaction))
+            .index_key(request(
+                proto::IndexKeyRequest { epoch, start },
+                transaction,
+            ))
             .await
             .map_err(|status| peer_error(service, status))?
             .into_inner();

@@ -120,12 +120,15 @@ pub trait Peers: Send + Sync + std::fmt::Debug {
         blinded: Vec<Vec<u8>>,
         on_behalf_of: Option<Oin>,
     ) -> Result<Vec<Vec<u8>>, PeerError>;
-    /// The index's share of one epoch's at-rest key from one pseudonym service.
+    /// The index's share of one epoch's at-rest key from one pseudonym service. With `start`
+    /// the index starts the epoch (the service may create it); without, the service gives
+    /// the share of an epoch it holds or refuses.
     async fn index_key(
         &self,
         service: &Oin,
         transaction: &crate::domain::TransactionId,
         epoch: u32,
+        start: bool,
     ) -> Result<[u8; 32], PeerError>;
     /// Asks a pseudonym service to delete the index's epoch secrets before `before`; returns
     /// the oldest epoch it keeps.

@@ -342,13 +342,28 @@ impl KeyCache {
     }
 
     /// The keys of `epochs`, asking every service of the chain for those not loaded yet, and
-    /// forgetting the keys of every other epoch.
-    pub async fn keys(&self, epochs: IndexEpoch) -> Result<Keys, VaultError> {
+    /// forgetting the keys of every other epoch. Only the epoch `starting` (one the index is
+    /// starting: its first, or a rotation's next) may be created at the services; every other
+    /// must exist there already.
+    pub async fn keys(
+        &self,
+        epochs: IndexEpoch,
+        starting: Option<u32>,
+    ) -> Result<Keys, VaultError> {
         let mut loaded = self.loaded.lock().await;
         loaded.retain(|e, _| *e == epochs.current || Some(*e) == epochs.next);
-        let current = self.get(&mut loaded, epochs.current).await?;
+        let current = self
+            .get(
+                &mut loaded,
+                epochs.current,
+                starting == Some(epochs.current),
+            )
+            .await?;
         let next = match epochs.next {
-            Some(epoch) => Some(self.get(&mut loaded, epoch).await?),
+            Some(epoch) => Some(
+                self.get(&mut loaded, epoch, starting == Some(epoch))
+                    .await?,
+            ),
             None => None,
         };
         Ok(Keys { current, next })
@@ -358,11 +373,12 @@ impl KeyCache {
         &self,
         loaded: &mut BTreeMap<u32, Arc<EpochKey>>,
         epoch: u32,
+        start: bool,
     ) -> Result<Arc<EpochKey>, VaultError> {
         if let Some(key) = loaded.get(&epoch) {
             return Ok(key.clone());
         }
-        let key = Arc::new(self.fetch(epoch).await?);
+        let key = Arc::new(self.fetch(epoch, start).await?);
         loaded.insert(epoch, key.clone());
         Ok(key)
     }
@@ -396,14 +412,17 @@ impl KeyCache {
             .and_then(|answer| answer)
     }
 
-    async fn fetch(&self, epoch: u32) -> Result<EpochKey, VaultError> {
+    async fn fetch(&self, epoch: u32, start: bool) -> Result<EpochKey, VaultError> {
         let services = self.services()?;
         let transaction = TransactionId::new();
         let mut shares: Zeroizing<Vec<[u8; 32]>> =
             Zeroizing::new(Vec::with_capacity(services.len()));
         for service in &services {
             let share = self
-                .within(service, self.peers.index_key(service, &transaction, epoch))
+                .within(
+                    service,
+                    self.peers.index_key(service, &transaction, epoch, start),
+                )
                 .await
                 .map_err(|source| VaultError::Share { epoch, source })?;
             shares.push(share);
@@ -467,7 +486,7 @@ impl Vault {
         loop {
             let shared = self.guard.read().await;
             if let Some(epochs) = self.ledger.store().index_epoch()? {
-                let keys = self.cache.keys(epochs).await?;
+                let keys = self.cache.keys(epochs, None).await?;
                 return Ok((shared, keys));
             }
             drop(shared);
@@ -478,7 +497,7 @@ impl Vault {
                     next: None,
                     since: self.ledger.now(),
                 };
-                self.cache.keys(first).await?;
+                self.cache.keys(first, Some(first.current)).await?;
                 self.ledger
                     .commit(move |txn| txn.change(Change::PutIndexEpoch(first)))
                     .await?;
@@ -539,7 +558,7 @@ impl Vault {
             next: Some(epochs.current + 1),
             ..epochs
         };
-        self.cache.keys(rotating).await?;
+        self.cache.keys(rotating, rotating.next).await?;
         let given = event.reason.clone().unwrap_or_default();
         let event = event
             .object(format!(
@@ -593,7 +612,7 @@ impl Vault {
             .reason(format!("finished: {moved} persons under epoch {next}"));
         self.record(done, event).await?;
         // Forget the old key at once; the services are asked to delete it by the caller.
-        self.cache.keys(done).await?;
+        self.cache.keys(done, None).await?;
         Ok(Step::Finished(next))
     }
 

@@ -9,7 +9,8 @@
 //!
 //! The secrets live in their own file beside the service's OPRF key (`<key>.epochs`, mode
 //! 0600): a line `retired N` (epochs below N are gone for good) and one line `e hex` per epoch
-//! held. Epoch `latest + 1` is created when the index first asks for it (a rotation starting);
+//! held. Epoch `latest + 1` is created when the index starts it (its first epoch, or a rotation
+//! starting), never when the index asks for the share of an epoch it already works under;
 //! older epochs are deleted when the index says it has moved every person past them.
 //!
 //! The OPRF key is untouched by all this: replacing it would change every federation pseudonym,
@@ -37,6 +38,10 @@ pub enum EpochError {
         "epoch: {asked} is ahead of this service, whose newest epoch is {newest}; only {next} can be started"
     )]
     Ahead { asked: u32, newest: u32, next: u32 },
+    #[error(
+        "epoch: {asked} is not held at this service (its newest is {newest}); only the index starting an epoch creates it, and an epochs file restored from an older backup lacks the epochs started since"
+    )]
+    NotHeld { asked: u32, newest: u32 },
     #[error("before: {before} would retire epoch {newest}, the newest this service holds")]
     RetireNewest { before: u32, newest: u32 },
     #[error("{path}: {problem}")]
@@ -104,9 +109,21 @@ impl IndexEpochs {
         })
     }
 
-    /// The index's share of `epoch`'s key, creating the epoch when it is the one after the
-    /// newest held.
+    /// The index's share of `epoch`'s key, for an epoch this service holds. It never creates
+    /// one: an index asking for the epoch it works under must get that epoch's share or a
+    /// refusal, never a fresh secret (an epochs file restored from an old backup lacks it).
     pub fn share(&self, index: &Oin, epoch: u32) -> Result<[u8; 32], EpochError> {
+        self.share_or_start(index, epoch, false)
+    }
+
+    /// The index's share of `epoch`'s key as the index starts the epoch (its first, or a
+    /// rotation's next): the epoch is created when it is the one after the newest held, and
+    /// an epoch already held (a start asked again) gives its share.
+    pub fn start(&self, index: &Oin, epoch: u32) -> Result<[u8; 32], EpochError> {
+        self.share_or_start(index, epoch, true)
+    }
+
+    fn share_or_start(&self, index: &Oin, epoch: u32, start: bool) -> Result<[u8; 32], EpochError> {
         if epoch == 0 {
             return Err(EpochError::Zero);
         }
@@ -125,6 +142,12 @@ impl IndexEpochs {
             });
         }
         if !held.secrets.contains_key(&epoch) {
+            if !start {
+                return Err(EpochError::NotHeld {
+                    asked: epoch,
+                    newest,
+                });
+            }
             let next = newest.max(held.retired_before.saturating_sub(1)) + 1;
             if epoch != next {
                 return Err(EpochError::Ahead {
@@ -239,17 +262,33 @@ mod tests {
         let epochs = IndexEpochs::open(&path).expect("no file yet");
         assert_eq!(epochs.share(&oin(1), 0), Err(EpochError::Zero));
         assert_eq!(
-            epochs.share(&oin(1), 2),
+            epochs.share(&oin(1), 1),
+            Err(EpochError::NotHeld {
+                asked: 1,
+                newest: 0
+            }),
+            "asking for a share creates nothing"
+        );
+        assert_eq!(
+            epochs.start(&oin(1), 2),
             Err(EpochError::Ahead {
                 asked: 2,
                 newest: 0,
                 next: 1
             })
         );
-        let first = epochs.share(&oin(1), 1).expect("epoch 1 starts");
+        let first = epochs.start(&oin(1), 1).expect("epoch 1 starts");
         assert_eq!(epochs.share(&oin(1), 1), Ok(first), "the same share again");
+        assert_eq!(epochs.start(&oin(1), 1), Ok(first), "a start asked again");
         assert_ne!(epochs.share(&oin(2), 1).expect("another index"), first);
-        let second = epochs.share(&oin(1), 2).expect("epoch 2 starts");
+        assert_eq!(
+            epochs.share(&oin(1), 2),
+            Err(EpochError::NotHeld {
+                asked: 2,
+                newest: 1
+            })
+        );
+        let second = epochs.start(&oin(1), 2).expect("epoch 2 starts");
         assert_ne!(first, second);
         #[cfg(unix)]
         {
@@ -288,7 +327,8 @@ mod tests {
             })
         );
         assert_eq!(after.share(&oin(1), 2), Ok(second));
-        assert_eq!(after.share(&oin(1), 3).map(|s| s != second), Ok(true));
+        assert!(after.share(&oin(1), 3).is_err(), "epoch 3 is not held");
+        assert_eq!(after.start(&oin(1), 3).map(|s| s != second), Ok(true));
         let text = std::fs::read_to_string(&path).expect("readable");
         assert!(text.starts_with("retired 2\n"), "{text}");
         assert!(!text.contains("\n1 "), "epoch 1's secret is gone: {text}");

@@ -234,20 +234,29 @@ impl PseudonymService {
     }
 
     /// The index's share of `epoch`'s at-rest key (see [`IndexEpochs`]), recorded with the
-    /// epoch, never the share.
+    /// epoch, never the share. Only with `start` (the index starting the epoch) may the epoch
+    /// be created.
     pub async fn index_key(
         &self,
         from: &Member,
         transaction: TransactionId,
         epoch: u32,
+        start: bool,
     ) -> Result<[u8; 32], ServiceError> {
         if !from.has_role(NodeRole::Index) {
             return Err(ServiceError::NotTheIndex);
         }
-        let share = self.epochs.share(&from.oin, epoch)?;
-        let event = EventDraft::new(transaction, self.system_actor(), Action::IndexKeyShare)
+        let share = if start {
+            self.epochs.start(&from.oin, epoch)?
+        } else {
+            self.epochs.share(&from.oin, epoch)?
+        };
+        let mut event = EventDraft::new(transaction, self.system_actor(), Action::IndexKeyShare)
             .counterpart(from.oin)
             .object(format!("epoch:{epoch}"));
+        if start {
+            event = event.reason("the index starts the epoch");
+        }
         self.ledger.commit(move |txn| txn.audit(event)).await?;
         Ok(share)
     }
