@@ -383,6 +383,17 @@ impl KeyCache {
         Ok(key)
     }
 
+    /// Epoch `epoch`'s key fetched from every service, without holding the cache (requests go
+    /// on meanwhile); [`KeyCache::insert`] adds it.
+    pub async fn fetch_key(&self, epoch: u32, start: bool) -> Result<Arc<EpochKey>, VaultError> {
+        Ok(Arc::new(self.fetch(epoch, start).await?))
+    }
+
+    /// Adds a key fetched with [`KeyCache::fetch_key`].
+    pub async fn insert(&self, key: Arc<EpochKey>) {
+        self.loaded.lock().await.insert(key.epoch, key);
+    }
+
     /// The pseudonym services of the chain, in order.
     fn services(&self) -> Result<Vec<crate::domain::Oin>, VaultError> {
         let services: Vec<_> = self
@@ -552,12 +563,20 @@ impl Vault {
         not_rotating()?;
         // Make sure the first epoch exists before rotating away from it.
         drop(self.enter().await?);
+        // Every service starts the next epoch before the lock is taken, so that requests go on
+        // while a service is slow or away; the lock is held for the re-check and the commit.
+        let (epochs, _) = not_rotating()?;
+        let next = self.cache.fetch_key(epochs.current + 1, true).await?;
         let _alone = self.guard.write().await;
         let (epochs, left) = not_rotating()?;
         let rotating = IndexEpoch {
             next: Some(epochs.current + 1),
             ..epochs
         };
+        if Some(next.epoch()) == rotating.next {
+            self.cache.insert(next).await;
+        }
+        // Loaded already (unless the epoch record moved meanwhile): no service is asked here.
         self.cache.keys(rotating, rotating.next).await?;
         let given = event.reason.clone().unwrap_or_default();
         let event = event
