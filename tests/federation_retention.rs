@@ -748,3 +748,123 @@ async fn a_retraction_or_publication_without_a_known_reason_is_refused_and_chang
     );
     federation.shutdown().await.expect("a graceful stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pointers_of_one_household_expiring_in_one_sweep_end_every_match() {
+    let (_dir, mut federation, clock) =
+        start_manual_for_years(&demo_members(), 10, fast_sweeps).await;
+    let mut school = client(&federation, SCHOOL_AF).await;
+    let mut huisarts = client(&federation, HUISARTS_SIGNALER).await;
+    let mut ggd = client(&federation, GGD_SIGNALER).await;
+    let mut reclassering = client(&federation, RECLASSERING_SIGNALER).await;
+    let mut at_ggd = watch(&mut ggd, 0).await;
+    let mut at_reclassering = watch(&mut reclassering, 0).await;
+    let (child_1, child_2, child_3, child_4) = (bsn(101), bsn(102), bsn(103), bsn(104));
+
+    // One organisation, two children of one mother; two organisations, two children of one
+    // father. All four are registered at the same instant: they expire at the same instant.
+    let school_1 = register_ok(&mut school, worry(&child_1, &[(MOTHER, Relation::Parent)])).await;
+    let school_2 = register_ok(&mut school, worry(&child_2, &[(MOTHER, Relation::Parent)])).await;
+    let school_3 = register_ok(&mut school, worry(&child_3, &[(FATHER, Relation::Parent)])).await;
+    let huisarts_4 = register_ok(
+        &mut huisarts,
+        worry(&child_4, &[(FATHER, Relation::Parent)]),
+    )
+    .await;
+    let expiring = [
+        (SCHOOL, &school_1),
+        (SCHOOL, &school_2),
+        (SCHOOL, &school_3),
+        (HUISARTS, &huisarts_4),
+    ];
+    for (_, signal) in &expiring {
+        assert_eq!(signal.expires_at_unix_ms, school_1.expires_at_unix_ms);
+    }
+    let index_store = federation.node("index").ledger().store().clone();
+    let key = |oin_text: &str, signal: &proto::Signal| {
+        (
+            oin(oin_text),
+            SignalId::parse(&signal.id).expect("a signal id"),
+        )
+    };
+    for (oin_text, signal) in &expiring {
+        let (organisation, id) = key(oin_text, signal);
+        eventually("the pointer is published", || async {
+            index_store
+                .pointer(&organisation, &id)
+                .expect("the index's store reads")
+        })
+        .await;
+    }
+
+    // A day later, the GGD's signal on the mother and reclassering's on the father match them.
+    clock.advance(DAY);
+    let ggd_signal = register_ok(&mut ggd, worry(MOTHER, &[])).await;
+    let reclassering_signal = register_ok(&mut reclassering, worry(FATHER, &[])).await;
+    assert_eq!(party_oins(&next_match(&mut at_ggd).await), [SCHOOL]);
+    assert_eq!(
+        party_oins(&next_match(&mut at_reclassering).await),
+        [SCHOOL, HUISARTS]
+    );
+
+    // The organisations are down, so no retraction comes: the index's own sweep removes all
+    // four pointers, in one batch.
+    federation.stop("school").await.expect("the school stops");
+    federation
+        .stop("huisarts")
+        .await
+        .expect("the huisarts stops");
+    clock.set(UnixMillis(school_1.expires_at_unix_ms + 1));
+    let mut expired = Vec::new();
+    for (_, signal) in &expiring {
+        expired.push(removed_at_index(&federation, signal).await);
+    }
+    for event in &expired {
+        assert_eq!(event.reason, "retention_ended");
+        assert_eq!(event.transaction_id, expired[0].transaction_id, "one sweep");
+    }
+
+    // The GGD's match with the school ends, and it lists no match.
+    let ended = next_ended(&mut at_ggd).await;
+    assert_eq!(ended.signal_id, ggd_signal.id);
+    assert_eq!(ended.party.expect("the party").oin, SCHOOL);
+    matches_until(&ggd, "the GGD's match ends", |m| m.is_empty()).await;
+
+    // Reclassering's match ends with both organisations, and it lists no match with either.
+    let mut ended = Vec::new();
+    while ended.len() < 2 {
+        if let Some(proto::match_event::Event::Ended(e)) =
+            next_event(&mut at_reclassering).await.event
+        {
+            assert_eq!(e.signal_id, reclassering_signal.id);
+            ended.push(e.party.expect("the party").oin);
+        }
+    }
+    ended.sort();
+    assert_eq!(ended, [SCHOOL, HUISARTS]);
+    matches_until(&reclassering, "reclassering's match ends", |m| m.is_empty()).await;
+
+    // The index holds no pointer and no parties for any of them, nor parties for the GGD's
+    // and reclassering's signals.
+    for (oin_text, signal) in expiring
+        .iter()
+        .copied()
+        .chain([(GGD, &ggd_signal), (RECLASSERING, &reclassering_signal)])
+    {
+        let (organisation, id) = key(oin_text, signal);
+        if oin_text == SCHOOL || oin_text == HUISARTS {
+            assert_eq!(
+                index_store.pointer(&organisation, &id).expect("reads"),
+                None
+            );
+        }
+        assert_eq!(
+            index_store.parties(&organisation, &id).expect("reads"),
+            None,
+            "parties of {oin_text}'s signal"
+        );
+    }
+    assert_eq!(vt_sees(&federation, MOTHER).await, [GGD]);
+    assert_eq!(vt_sees(&federation, FATHER).await, [RECLASSERING]);
+    federation.shutdown().await.expect("a graceful stop");
+}

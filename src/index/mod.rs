@@ -75,6 +75,33 @@ pub struct Publication {
     pub expiry_reason: ExpiryReason,
 }
 
+/// What one commit has already done to pointers and parties. Reads inside a commit see the
+/// commits before it only, not the commit's own pending changes: a commit that removes several
+/// pointers (a sweep's batch) must not find the ones it already removed, nor the parties
+/// records as they were before it rewrote them.
+#[derive(Debug, Default)]
+struct Pending {
+    /// Pointers removed in this commit.
+    removed: BTreeSet<(Oin, SignalId)>,
+    /// Parties written in this commit (empty: deleted).
+    parties: BTreeMap<(Oin, SignalId), Vec<Oin>>,
+}
+
+impl Pending {
+    /// The parties last notified for a pointer, as this commit leaves them so far.
+    fn parties(
+        &self,
+        store: &dyn Store,
+        organisation: &Oin,
+        signal: &SignalId,
+    ) -> Result<Vec<Oin>, StoreError> {
+        match self.parties.get(&(*organisation, *signal)) {
+            Some(parties) => Ok(parties.clone()),
+            None => Ok(store.parties(organisation, signal)?.unwrap_or_default()),
+        }
+    }
+}
+
 /// The pointers reachable from some persons through shared persons.
 #[derive(Debug, Default)]
 struct Household {
@@ -83,12 +110,12 @@ struct Household {
 }
 
 impl Household {
-    /// Walks the pointers from `start`, skipping `without`, adding `with` (a pointer not yet
-    /// in the store).
+    /// Walks the pointers from `start`, skipping `without` (pointers removed or replaced in
+    /// this commit), adding `with` (a pointer not yet in the store).
     fn around(
         store: &dyn Store,
         start: impl IntoIterator<Item = Pseudonym>,
-        without: Option<(Oin, SignalId)>,
+        without: &BTreeSet<(Oin, SignalId)>,
         with: Option<&Pointer>,
     ) -> Result<Household, StoreError> {
         let mut household = Household::default();
@@ -104,7 +131,7 @@ impl Household {
                 continue;
             }
             for key in store.pointers_about(&person)? {
-                if Some(key) == without || !seen.insert(key) {
+                if without.contains(&key) || !seen.insert(key) {
                     continue;
                 }
                 if household.pointers.len() >= MAX_COMPONENT {
@@ -241,7 +268,7 @@ impl IndexService {
                 let household = Household::around(
                     txn.store(),
                     pointer.persons().collect::<Vec<_>>(),
-                    Some((source, pointer.signal)),
+                    &BTreeSet::from([(source, pointer.signal)]),
                     Some(&pointer),
                 )?;
                 txn.change(Change::MarkMessage(publication.message));
@@ -266,7 +293,13 @@ impl IndexService {
                 if first {
                     tell_history(txn, &pointer, publication.transaction)?;
                 }
-                notify_changes(txn, &household, None, publication.transaction)?;
+                notify_changes(
+                    txn,
+                    &household,
+                    None,
+                    publication.transaction,
+                    &mut Pending::default(),
+                )?;
                 alert_waakvlam(txn, &pointer, publication.transaction, &mut persons)?;
                 Ok(false)
             })
@@ -306,6 +339,7 @@ impl IndexService {
                                 reason: reason.as_str(),
                                 archive: reason.archive(),
                             },
+                            &mut Pending::default(),
                         )?;
                     }
                     // The pointer expired here first: the exchange is still on record at
@@ -337,6 +371,8 @@ impl IndexService {
                 .commit(move |txn| -> Result<usize, IndexError> {
                     let expired = txn.store().expired_pointers(txn.now(), SWEEP_BATCH)?;
                     let transaction = TransactionId::new();
+                    // One commit for the batch: each removal sees what the earlier ones did.
+                    let mut pending = Pending::default();
                     for pointer in &expired {
                         let reason = RetractReason::expired(pointer.expiry_reason);
                         remove_pointer(
@@ -349,6 +385,7 @@ impl IndexService {
                                 reason: reason.as_str(),
                                 archive: reason.archive(),
                             },
+                            &mut pending,
                         )?;
                     }
                     Ok(expired.len())
@@ -450,7 +487,7 @@ impl IndexService {
                     }
                 };
                 let asked = persons.resolve(txn, &person)?;
-                let found = Household::around(txn.store(), [asked], None, None)?;
+                let found = Household::around(txn.store(), [asked], &BTreeSet::new(), None)?;
                 let mut lookup = Lookup::default();
                 for p in found
                     .pointers
@@ -553,7 +590,7 @@ impl IndexService {
                     None if claim => persons.resolve(txn, &person)?,
                     None => return refuse(txn, IndexError::NoRegie(requester)),
                 };
-                let household = Household::around(txn.store(), [asked], None, None)?;
+                let household = Household::around(txn.store(), [asked], &BTreeSet::new(), None)?;
                 let held = household.regie(txn.store())?;
                 let regie = if claim {
                     match held {
@@ -657,7 +694,7 @@ impl IndexService {
                     return Err(e);
                 }
                 let asked = persons.resolve(txn, &person)?;
-                let household = Household::around(txn.store(), [asked], None, None)?;
+                let household = Household::around(txn.store(), [asked], &BTreeSet::new(), None)?;
                 let now = txn.now();
                 let entry = Waakvlam {
                     id: SignalId::new(),
@@ -914,20 +951,19 @@ fn queue_notice(txn: &mut Txn<'_>, transaction: TransactionId, to: Oin, notice: 
 }
 
 /// Compares each pointer's current parties with those last notified and queues a notice for
-/// every change. `gone` is an organisation whose pointer just left the household.
+/// every change. `gone` is an organisation whose pointer just left the household; `pending`
+/// holds the parties this commit already wrote, and gets the ones written here.
 fn notify_changes(
     txn: &mut Txn<'_>,
     household: &Household,
     gone: Option<Oin>,
     transaction: TransactionId,
+    pending: &mut Pending,
 ) -> Result<(), StoreError> {
     let regie = household.regie(txn.store())?.map(|(_, r)| r);
     for pointer in &household.pointers {
         let (parties, through_household) = household.parties_of(pointer);
-        let before = txn
-            .store()
-            .parties(&pointer.organisation, &pointer.signal)?
-            .unwrap_or_default();
+        let before = pending.parties(txn.store(), &pointer.organisation, &pointer.signal)?;
         if before == parties {
             continue;
         }
@@ -945,6 +981,9 @@ fn notify_changes(
                 },
             );
         }
+        pending
+            .parties
+            .insert((pointer.organisation, pointer.signal), parties.clone());
         if parties.is_empty() {
             txn.change(Change::DeleteParties {
                 organisation: pointer.organisation,
@@ -1013,19 +1052,26 @@ struct Removal {
     archive: Option<ArchiveReason>,
 }
 
+/// Removes `pointer` in a commit that may already have removed others (`pending`): the
+/// household before and after is computed without those, and every party's list is compared
+/// with what the commit already notified, so that each removal in a batch ends the matches it
+/// ends (no MatchEnded lost, no parties record left for a removed pointer).
 fn remove_pointer(
     txn: &mut Txn<'_>,
     pointer: &Pointer,
     transaction: TransactionId,
     removal: Removal,
+    pending: &mut Pending,
 ) -> Result<(), StoreError> {
     let key = (pointer.organisation, pointer.signal);
     let before = Household::around(
         txn.store(),
         pointer.persons().collect::<Vec<_>>(),
-        None,
+        &pending.removed,
         None,
     )?;
+    pending.removed.insert(key);
+    pending.parties.insert(key, Vec::new());
     txn.change(Change::DeletePointer(pointer.clone()));
     txn.change(Change::DeleteParties {
         organisation: pointer.organisation,
@@ -1068,7 +1114,7 @@ fn remove_pointer(
         let part = Household::around(
             txn.store(),
             other.persons().collect::<Vec<_>>(),
-            Some(key),
+            &pending.removed,
             None,
         )?;
         for p in part.pointers {
@@ -1080,7 +1126,7 @@ fn remove_pointer(
     }
     // Each part is its own household for its parties.
     for part in split(&remaining) {
-        notify_changes(txn, &part, Some(pointer.organisation), transaction)?;
+        notify_changes(txn, &part, Some(pointer.organisation), transaction, pending)?;
     }
     Ok(())
 }
