@@ -868,3 +868,184 @@ async fn pointers_of_one_household_expiring_in_one_sweep_end_every_match() {
     assert_eq!(vt_sees(&federation, FATHER).await, [RECLASSERING]);
     federation.shutdown().await.expect("a graceful stop");
 }
+
+/// A publication as the school's node would send it, straight to the index.
+fn raw_publication(
+    subject: u8,
+    expires_at: i64,
+) -> (String, tonic::Request<proto::PublishRequest>) {
+    let transaction = new_transaction();
+    let request = in_transaction(
+        proto::PublishRequest {
+            message_id: kring::domain::MessageId::new().to_string(),
+            transaction_id: transaction.clone(),
+            signal_ref: SignalId::new().to_string(),
+            subject: vec![subject; 32],
+            related: vec![],
+            expires_at_unix_ms: expires_at,
+            expiry_reason: proto::ExpiryReason::Retention as i32,
+        },
+        &transaction,
+    );
+    (transaction, request)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publication_expiring_beyond_two_years_and_a_day_is_refused_and_changes_nothing() {
+    let (_dir, federation, clock) = start_manual_for_years(&demo_members(), 10, fast_sweeps).await;
+    let mut school = client(&federation, SCHOOL_AF).await;
+    let mut ggd = client(&federation, GGD_SIGNALER).await;
+    register_ok(&mut school, worry(CHILD, &[])).await;
+    register_ok(&mut ggd, worry(CHILD, &[])).await;
+    matches_until(&ggd, "the GGD's match", |m| m.len() == 1).await;
+    let index_store = federation.node("index").ledger().store().clone();
+    let mut index = IndexClient::new(
+        peer_channel(&federation, "index", &identity(&federation, "school")).await,
+    );
+    // The two-year retention period and one day for the members' clocks, from the index's.
+    let latest = clock.now().0 + RETENTION + DAY;
+
+    for expires_at in [latest + 1, latest + 400 * DAY, i64::MAX] {
+        let (transaction, request) = raw_publication(7, expires_at);
+        let signal = SignalId::parse(&request.get_ref().signal_ref).expect("a signal id");
+        let status = refused(
+            index.publish(request).await,
+            Code::InvalidArgument,
+            "expires_at_unix_ms",
+        );
+        assert!(
+            status
+                .message()
+                .contains("731 days after the index's clock"),
+            "{status:?}"
+        );
+        audited_refusal(
+            &federation,
+            "index",
+            &transaction,
+            AuditAction::PointerPublish,
+            "invalid_argument",
+            "expires_at_unix_ms",
+        )
+        .await;
+        assert_eq!(
+            index_store
+                .pointer(&oin(SCHOOL), &signal)
+                .expect("the index's store reads"),
+            None
+        );
+    }
+    // Nothing changed: the school's pointer and the match stand, and no one else is named.
+    assert_eq!(vt_sees(&federation, CHILD).await, [SCHOOL, GGD]);
+    assert_eq!(party_oins(&list_matches(&ggd).await[0]), [SCHOOL]);
+
+    // At the limit itself, the pointer is taken.
+    let (_, request) = raw_publication(8, latest);
+    let signal = SignalId::parse(&request.get_ref().signal_ref).expect("a signal id");
+    index
+        .publish(request)
+        .await
+        .expect("the publication is taken");
+    let pointer = index_store
+        .pointer(&oin(SCHOOL), &signal)
+        .expect("the index's store reads")
+        .expect("the pointer is held");
+    assert_eq!(pointer.expires_at, UnixMillis(latest));
+    federation.shutdown().await.expect("a graceful stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publication_that_reaches_the_index_after_its_expiry_is_acknowledged_and_ignored() {
+    let (_dir, mut federation, clock) =
+        start_manual_for_years(&demo_members(), 10, fast_sweeps).await;
+    let mut school = client(&federation, SCHOOL_AF).await;
+    let mut ggd = client(&federation, GGD_SIGNALER).await;
+    let mut huisarts = client(&federation, HUISARTS_SIGNALER).await;
+    let mut at_ggd = watch(&mut ggd, 0).await;
+
+    // Noon (UTC) on 10 January next year; the GGD's signal on the child is at the index.
+    let year = year_of(clock.now().0) + 1;
+    clock.set(UnixMillis(utc(year, 1, 10, 12)));
+    let ggd_signal = register_ok(&mut ggd, worry(CHILD, &[])).await;
+    let ggd_id = SignalId::parse(&ggd_signal.id).expect("a signal id");
+    eventually("the GGD's pointer is published", || async {
+        federation
+            .node("index")
+            .ledger()
+            .store()
+            .pointer(&oin(GGD), &ggd_id)
+            .expect("the index's store reads")
+    })
+    .await;
+
+    // The index is down when the school registers a signal that ends tonight: its
+    // publication waits in the school's outbox, and the signal expires there.
+    federation.stop("index").await.expect("the index stops");
+    let school_signal = register_ok(
+        &mut school,
+        proto::RegisterRequest {
+            age_range_ends_on: Some(format!("{year}-01-11")),
+            ..worry(CHILD, &[])
+        },
+    )
+    .await;
+    clock.set(UnixMillis(school_signal.expires_at_unix_ms + 1));
+    eventually("the school's signal expires", || async {
+        signals_of(&school).await.is_empty().then_some(())
+    })
+    .await;
+
+    // Back up, the index takes the late publication (so the school's outbox stops retrying)
+    // but creates no pointer, match or notice; it records why. The retraction that follows
+    // finds nothing.
+    restart(&mut federation, "index", std::sync::Arc::new(clock.clone())).await;
+    let object = format!("signal:{}", school_signal.id);
+    let ignored = eventually("the late publication is recorded", || async {
+        events(&federation, "index", AuditAction::PointerPublish)
+            .await
+            .into_iter()
+            .find(|e| e.object == object)
+    })
+    .await;
+    assert_eq!(ignored.counterpart_oin, SCHOOL);
+    assert_eq!(
+        ignored.reason,
+        format!(
+            "ignored: expired at {year}-01-10T23:00:00.000Z, before it reached the index at {}",
+            UnixMillis(school_signal.expires_at_unix_ms + 1).rfc3339()
+        )
+    );
+    eventually("the retraction finds nothing", || async {
+        index_events(&federation, AuditAction::PointerRetract, &school_signal)
+            .await
+            .into_iter()
+            .find(|e| e.reason == "age_range_ended; no pointer held: already removed")
+    })
+    .await;
+    let school_id = SignalId::parse(&school_signal.id).expect("a signal id");
+    let index_store = federation.node("index").ledger().store().clone();
+    assert_eq!(
+        index_store
+            .pointer(&oin(SCHOOL), &school_id)
+            .expect("the index's store reads"),
+        None
+    );
+    eventually("the school's outbox is empty", || async {
+        let outbox = federation
+            .node("school")
+            .ledger()
+            .store()
+            .outbox(16)
+            .expect("the school's store reads");
+        outbox.is_empty().then_some(())
+    })
+    .await;
+
+    // The GGD was never told of the school: notices to it arrive in the order queued, and its
+    // first is the match with the huisarts, who comes after.
+    register_ok(&mut huisarts, worry(CHILD, &[])).await;
+    let first = expect_match(first_about(&mut at_ggd, &ggd_signal).await);
+    assert_eq!(party_oins(&first), [HUISARTS]);
+    assert_eq!(party_oins(&list_matches(&ggd).await[0]), [HUISARTS]);
+    federation.shutdown().await.expect("a graceful stop");
+}

@@ -40,6 +40,17 @@ use vault::{Persons, Step, Vault, VaultError};
 /// The largest household the index follows; beyond it a match lists what it found so far.
 const MAX_COMPONENT: usize = 512;
 const SWEEP_BATCH: usize = 256;
+/// How much later than the longest retention period (two years, from the index's clock) a
+/// publication's expiry may be: the members' clocks may differ from the index's by this much.
+pub const EXPIRY_SKEW_DAYS: i64 = 1;
+
+/// The latest expiry a publication arriving at `now` may carry: a signal is kept at most the
+/// retention period from its registration, which is no later than now, on a clock that may be
+/// [`EXPIRY_SKEW_DAYS`] ahead of the index's.
+pub fn latest_expiry(now: UnixMillis) -> UnixMillis {
+    let days = i64::from(crate::config::DEFAULT_RETENTION_DAYS) + EXPIRY_SKEW_DAYS;
+    now.plus_millis(days * UnixMillis::DAY)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -232,6 +243,12 @@ impl IndexService {
     }
 
     /// Records a pointer and tells every party whose match changed. Idempotent by message id.
+    ///
+    /// The expiry is checked against the index's own clock: one beyond [`latest_expiry`] is
+    /// refused (audited, nothing changes); one already passed (a publication delayed past its
+    /// signal's end, say by an outage of the index) is acknowledged and audited but creates no
+    /// pointer, match or notice, and the message is marked seen so that its retries are
+    /// duplicates.
     pub async fn publish(
         &self,
         from: &Member,
@@ -247,6 +264,47 @@ impl IndexService {
                     return Ok(true);
                 }
                 let mut persons = Persons::new(keys);
+                let now = txn.now();
+                let latest = latest_expiry(now);
+                if publication.expires_at > latest || publication.expires_at <= now {
+                    // Nothing is created: name only the persons the index already knows.
+                    let mut known = Vec::new();
+                    for p in std::iter::once(&publication.subject)
+                        .chain(publication.related.iter().map(|r| &r.pseudonym))
+                    {
+                        known.extend(persons.find(txn.store(), p)?);
+                    }
+                    let event = EventDraft::new(
+                        publication.transaction,
+                        actor.clone(),
+                        Action::PointerPublish,
+                    )
+                    .purpose(Purpose::MatchNotification, LegalBasis::Jeugdwet7141)
+                    .counterpart(source)
+                    .subjects(known)
+                    .object(format!("signal:{}", publication.signal));
+                    if publication.expires_at > latest {
+                        let e = IndexError::Invalid {
+                            field: "expires_at_unix_ms",
+                            rule: format!(
+                                "must be at most {} days after the index's clock (the two-year \
+                                 retention period and {EXPIRY_SKEW_DAYS} day for clock skew), \
+                                 that is not after {}",
+                                crate::config::DEFAULT_RETENTION_DAYS as i64 + EXPIRY_SKEW_DAYS,
+                                latest.rfc3339()
+                            ),
+                        };
+                        txn.audit(event.refused(format!("invalid_argument: {e}")));
+                        return Err(e);
+                    }
+                    txn.change(Change::MarkMessage(publication.message));
+                    txn.audit(event.reason(format!(
+                        "ignored: expired at {}, before it reached the index at {}",
+                        publication.expires_at.rfc3339(),
+                        now.rfc3339()
+                    )));
+                    return Ok(false);
+                }
                 let subject = persons.resolve(txn, &publication.subject)?;
                 let mut related = Vec::with_capacity(publication.related.len());
                 for r in &publication.related {
