@@ -59,7 +59,7 @@ fn five_years_after(at: i64) -> i64 {
     let date = then.date();
     let later = date
         .replace_year(date.year() + 5)
-        .or_else(|_| time::Date::from_calendar_date(date.year() + 5, time::Month::March, 1))
+        .or_else(|_| time::Date::from_calendar_date(date.year() + 5, time::Month::February, 28))
         .expect("a day five years on");
     (then.replace_date(later).unix_timestamp_nanos() / 1_000_000) as i64
 }
@@ -326,11 +326,15 @@ async fn the_index_removes_an_expired_pointer_whose_retraction_never_comes() {
         "kring:retention"
     );
     assert_eq!(expired[0].reason, "retention_ended");
+    // Archived for five years from the end of the retention period, not from the sweep.
+    let archived = index_events(&federation, AuditAction::PointerArchive, &school_signal).await;
+    assert_eq!(archived.len(), 1);
     assert_eq!(
-        index_events(&federation, AuditAction::PointerArchive, &school_signal)
-            .await
-            .len(),
-        1
+        archived[0].reason,
+        format!(
+            "retention_ended: kept until {}",
+            UnixMillis(five_years_after(school_signal.expires_at_unix_ms)).rfc3339()
+        )
     );
     // Not even as an unavailable source: the index no longer points at the school.
     assert_eq!(vt_sees(&federation, CHILD).await, [GGD]);
@@ -692,6 +696,7 @@ async fn a_retraction_or_publication_without_a_known_reason_is_refused_and_chang
                 transaction_id: transaction.clone(),
                 signal_ref: school_signal.id.clone(),
                 reason,
+                withdrawn_at_unix_ms: None,
             },
             &transaction,
         );
@@ -1047,5 +1052,131 @@ async fn a_publication_that_reaches_the_index_after_its_expiry_is_acknowledged_a
     let first = expect_match(first_about(&mut at_ggd, &ggd_signal).await);
     assert_eq!(party_oins(&first), [HUISARTS]);
     assert_eq!(party_oins(&list_matches(&ggd).await[0]), [HUISARTS]);
+    federation.shutdown().await.expect("a graceful stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_archive_runs_from_the_withdrawal_not_from_when_the_index_hears_of_it() {
+    let (_dir, mut federation, clock) =
+        start_manual_for_years(&demo_members(), 10, fast_sweeps).await;
+    let mut school = client(&federation, SCHOOL_AF).await;
+    let mut ggd = client(&federation, GGD_SIGNALER).await;
+    let mut at_ggd = watch(&mut ggd, 0).await;
+    let first = register_ok(&mut school, worry(CHILD, &[])).await;
+    let second = register_ok(&mut school, worry(MOTHER, &[])).await;
+    for signal in [&first, &second] {
+        let id = SignalId::parse(&signal.id).expect("a signal id");
+        eventually("the pointer is published", || async {
+            federation
+                .node("index")
+                .ledger()
+                .store()
+                .pointer(&oin(SCHOOL), &id)
+                .expect("the index's store reads")
+        })
+        .await;
+    }
+
+    // A withdrawal time more than a day ahead of the index's clock is refused, and the pointer
+    // stays.
+    let mut index = IndexClient::new(
+        peer_channel(&federation, "index", &identity(&federation, "school")).await,
+    );
+    let transaction = new_transaction();
+    let status = refused(
+        index
+            .retract(in_transaction(
+                proto::RetractRequest {
+                    message_id: kring::domain::MessageId::new().to_string(),
+                    transaction_id: transaction.clone(),
+                    signal_ref: second.id.clone(),
+                    reason: proto::RetractReason::RiskGone as i32,
+                    withdrawn_at_unix_ms: Some(clock.now().0 + DAY + 1),
+                },
+                &transaction,
+            ))
+            .await,
+        Code::InvalidArgument,
+        "withdrawn_at_unix_ms",
+    );
+    assert!(status.message().contains("1 day"), "{status:?}");
+    audited_refusal(
+        &federation,
+        "index",
+        &transaction,
+        AuditAction::PointerRetract,
+        "invalid_argument",
+        "withdrawn_at_unix_ms",
+    )
+    .await;
+    assert!(
+        index_events(&federation, AuditAction::PointerArchive, &second)
+            .await
+            .is_empty()
+    );
+    assert_eq!(vt_sees(&federation, MOTHER).await, [SCHOOL]);
+
+    // One withdrawn more than five years ago (a member's faulty clock) is removed and not
+    // archived at all.
+    let transaction = new_transaction();
+    index
+        .retract(in_transaction(
+            proto::RetractRequest {
+                message_id: kring::domain::MessageId::new().to_string(),
+                transaction_id: transaction.clone(),
+                signal_ref: second.id.clone(),
+                reason: proto::RetractReason::RiskGone as i32,
+                withdrawn_at_unix_ms: Some(0),
+            },
+            &transaction,
+        ))
+        .await
+        .expect("the retraction is taken");
+    let archived = index_events(&federation, AuditAction::PointerArchive, &second).await;
+    assert_eq!(archived.len(), 1);
+    assert_eq!(
+        archived[0].reason,
+        "risk_gone: not kept, its five years ended at 1975-01-01T00:00:00.000Z"
+    );
+    assert!(vt_sees(&federation, MOTHER).await.is_empty());
+
+    // The index is down when the school withdraws; the retraction reaches it two days later.
+    federation.stop("index").await.expect("the index stops");
+    clock.advance(DAY);
+    let withdrawn_at = clock.now().0;
+    withdraw(&mut school, &first, proto::WithdrawReason::RiskGone).await;
+    clock.advance(2 * DAY);
+    restart(&mut federation, "index", std::sync::Arc::new(clock.clone())).await;
+    let archived = eventually("the index archives the school's pointer", || async {
+        index_events(&federation, AuditAction::PointerArchive, &first)
+            .await
+            .into_iter()
+            .next()
+    })
+    .await;
+    assert_eq!(archived.time_unix_ms, clock.now().0, "archived on arrival");
+    assert_eq!(
+        archived.reason,
+        format!(
+            "risk_gone: kept until {}",
+            UnixMillis(five_years_after(withdrawn_at)).rfc3339()
+        )
+    );
+
+    // A new signal on the child hears when the school withdrew.
+    let ggd_signal = register_ok(&mut ggd, worry(CHILD, &[])).await;
+    let history = expect_history(first_about(&mut at_ggd, &ggd_signal).await);
+    assert_eq!(history.archived.len(), 1);
+    assert_eq!(history.archived[0].archived_at_unix_ms, withdrawn_at);
+
+    // Five years after the withdrawal, the entry is swept.
+    clock.set(UnixMillis(five_years_after(withdrawn_at)));
+    eventually("the archive entry is swept", || async {
+        index_events(&federation, AuditAction::ArchiveExpire, &first)
+            .await
+            .into_iter()
+            .next()
+    })
+    .await;
     federation.shutdown().await.expect("a graceful stop");
 }

@@ -13,7 +13,7 @@ use super::gate::Peer;
 use super::proto;
 use crate::clock::SharedClock;
 use crate::directory::Member;
-use crate::domain::{Action, Actor, EventDraft, PrincipalId, TransactionId};
+use crate::domain::{Action, Actor, EventDraft, PrincipalId, TransactionId, UnixMillis};
 use crate::federation::serve::{PeerHandler, ServeError};
 use crate::federation::witness::{MAX_CHECKPOINT_BYTES, MAX_PROOF_HASHES, Witness, WitnessError};
 use crate::federation::{Federation, PeerError};
@@ -394,7 +394,14 @@ impl proto::index_server::Index for IndexApi {
         };
         let duplicate = self
             .index
-            .retract(&from, message, transaction, signal, reason)
+            .retract(
+                &from,
+                message,
+                transaction,
+                signal,
+                reason,
+                raw.withdrawn_at_unix_ms.map(UnixMillis),
+            )
             .await
             .map_err(|e| Status::from(ApiError::from(e)))?;
         Ok(Response::new(proto::RetractResponse { duplicate }))

@@ -116,6 +116,9 @@ impl Peers for GrpcPeers {
                         transaction_id: transaction,
                         signal_ref: signal.to_string(),
                         reason: convert::retract_reason_to_proto(*reason) as i32,
+                        // The retraction is queued in the commit that withdrew or expired the
+                        // signal.
+                        withdrawn_at_unix_ms: Some(message.created.0),
                     },
                     &message.transaction,
                 ))

@@ -115,8 +115,9 @@ impl UnixMillis {
         )
     }
 
-    /// The same moment `years` calendar years later (UTC); 29 February becomes 1 March in a
-    /// year without it. Beyond what a calendar date can hold, the far end of time.
+    /// The same moment `years` calendar years later (UTC); 29 February becomes 28 February in
+    /// a year without it, so that "at most `years` years" holds. Beyond what a calendar date
+    /// can hold, the far end of time.
     pub fn plus_years(self, years: i32) -> UnixMillis {
         let beyond = if years >= 0 {
             UnixMillis(i64::MAX)
@@ -133,7 +134,7 @@ impl UnixMillis {
         };
         let moved = date
             .replace_year(target)
-            .or_else(|_| Date::from_calendar_date(target, Month::March, 1));
+            .or_else(|_| Date::from_calendar_date(target, Month::February, 28));
         match moved {
             Ok(date) => {
                 let later = at.replace_date(date).unix_timestamp_nanos() / 1_000_000;
@@ -239,7 +240,7 @@ mod tests {
             .start_in_amsterdam()
             .plus_millis(-3_600_000);
         assert_eq!(rfc3339(leap), "2028-02-29T22:00:00.000Z");
-        assert_eq!(rfc3339(leap.plus_years(5)), "2033-03-01T22:00:00.000Z");
+        assert_eq!(rfc3339(leap.plus_years(5)), "2033-02-28T22:00:00.000Z");
         assert_eq!(UnixMillis(i64::MAX - 1).plus_years(5), UnixMillis(i64::MAX));
     }
 }

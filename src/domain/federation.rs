@@ -164,14 +164,16 @@ pub struct ArchiveEntry {
 }
 
 impl ArchiveEntry {
-    pub fn new(pointer: &Pointer, reason: ArchiveReason, now: UnixMillis) -> ArchiveEntry {
+    /// The entry for a pointer that left at `since` (withdrawn, or its retention period
+    /// ended): kept for at most [`ARCHIVE_YEARS`] from then.
+    pub fn new(pointer: &Pointer, reason: ArchiveReason, since: UnixMillis) -> ArchiveEntry {
         ArchiveEntry {
             organisation: pointer.organisation,
             signal: pointer.signal,
             subject: pointer.subject,
-            archived_at: now,
+            archived_at: since,
             reason,
-            expires_at: now.plus_years(ARCHIVE_YEARS),
+            expires_at: since.plus_years(ARCHIVE_YEARS),
         }
     }
 }

@@ -367,7 +367,10 @@ impl IndexService {
     }
 
     /// Removes a pointer and tells the parties whose match changed; archives it when the
-    /// reason is one the law keeps a history of. Idempotent.
+    /// reason is one the law keeps a history of, for five years from `withdrawn_at` (when the
+    /// organisation withdrew or expired the signal; the index's clock when absent or a little
+    /// ahead of it). A withdrawal time more than [`EXPIRY_SKEW_DAYS`] after the index's clock is
+    /// refused. Idempotent.
     pub async fn retract(
         &self,
         from: &Member,
@@ -375,6 +378,7 @@ impl IndexService {
         transaction: TransactionId,
         signal: SignalId,
         reason: RetractReason,
+        withdrawn_at: Option<UnixMillis>,
     ) -> Result<bool, IndexError> {
         let source = from.oin;
         let actor = self.actor("index");
@@ -384,9 +388,34 @@ impl IndexService {
                 if txn.store().message_seen(&message)? {
                     return Ok(true);
                 }
+                let now = txn.now();
+                let latest = now.plus_millis(EXPIRY_SKEW_DAYS * UnixMillis::DAY);
+                if withdrawn_at.is_some_and(|at| at > latest) {
+                    let e = IndexError::Invalid {
+                        field: "withdrawn_at_unix_ms",
+                        rule: format!(
+                            "must be at most {EXPIRY_SKEW_DAYS} day (clock skew) after the \
+                             index's clock, that is not after {}",
+                            latest.rfc3339()
+                        ),
+                    };
+                    txn.audit(
+                        EventDraft::new(transaction, actor, Action::PointerRetract)
+                            .purpose(Purpose::MatchNotification, LegalBasis::Jeugdwet7141)
+                            .counterpart(source)
+                            .object(format!("signal:{signal}"))
+                            .refused(format!("invalid_argument: {e}")),
+                    );
+                    return Err(e);
+                }
                 txn.change(Change::MarkMessage(message));
                 match txn.store().pointer(&source, &signal)? {
                     Some(pointer) => {
+                        // A member's clock a little ahead cannot lengthen the archive, nor a
+                        // sweep that noticed an expiry late.
+                        let since = withdrawn_at
+                            .map_or(now, |at| at.min(now))
+                            .min(pointer.expires_at);
                         remove_pointer(
                             txn,
                             &pointer,
@@ -395,7 +424,7 @@ impl IndexService {
                                 action: Action::PointerRetract,
                                 actor,
                                 reason: reason.as_str(),
-                                archive: reason.archive(),
+                                archive: reason.archive().map(|why| (why, since)),
                             },
                             &mut Pending::default(),
                         )?;
@@ -441,7 +470,9 @@ impl IndexService {
                                 action: Action::PointerExpire,
                                 actor: actor.clone(),
                                 reason: reason.as_str(),
-                                archive: reason.archive(),
+                                // The retention period ended at the pointer's expiry, not at
+                                // the sweep that noticed.
+                                archive: reason.archive().map(|why| (why, pointer.expires_at)),
                             },
                             &mut pending,
                         )?;
@@ -1102,12 +1133,13 @@ fn alert_waakvlam(
     Ok(())
 }
 
-/// How a pointer leaves: retracted or expired, by whom, why, and whether it is archived.
+/// How a pointer leaves: retracted or expired, by whom, why, and whether it is archived (why,
+/// and since when: the archive's five years run from the withdrawal or the expiry).
 struct Removal {
     action: Action,
     actor: Actor,
     reason: &'static str,
-    archive: Option<ArchiveReason>,
+    archive: Option<(ArchiveReason, UnixMillis)>,
 }
 
 /// Removes `pointer` in a commit that may already have removed others (`pending`): the
@@ -1143,20 +1175,26 @@ fn remove_pointer(
             .object(format!("signal:{}", pointer.signal))
             .reason(removal.reason),
     );
-    if let Some(reason) = removal.archive {
-        let entry = ArchiveEntry::new(pointer, reason, txn.now());
+    if let Some((reason, since)) = removal.archive {
+        let entry = ArchiveEntry::new(pointer, reason, since);
+        let until = entry.expires_at.rfc3339();
+        // Withdrawn more than five years ago (a very late retraction): nothing left to keep.
+        let kept = entry.expires_at > txn.now();
         txn.audit(
             EventDraft::new(transaction, removal.actor, Action::PointerArchive)
                 .purpose(Purpose::MatchNotification, LegalBasis::Jeugdwet7141)
                 .counterpart(pointer.organisation)
                 .subjects([entry.subject])
                 .object(format!("signal:{}", pointer.signal))
-                .reason(format!(
-                    "{reason}: kept until {}",
-                    entry.expires_at.rfc3339()
-                )),
+                .reason(if kept {
+                    format!("{reason}: kept until {until}")
+                } else {
+                    format!("{reason}: not kept, its five years ended at {until}")
+                }),
         );
-        txn.change(Change::PutArchive(entry));
+        if kept {
+            txn.change(Change::PutArchive(entry));
+        }
     }
     // What is left of the household, without the pointer (it may have split in two).
     let mut remaining = Household::default();
