@@ -623,12 +623,8 @@ fn validate_data_keys(
         let bytes = match (&entry.file, &entry.env) {
             (Some(file), None) => crypt::read_key_file(&resolve(base, file))
                 .map_err(|e| invalid(key("file"), format!("data key {id}: {e}")))?,
-            (None, Some(name)) => {
-                let value = std::env::var(name)
-                    .map_err(|e| invalid(key("env"), format!("data key {id}: ${name}: {e}")))?;
-                crypt::parse_env_key(&value, id)
-                    .map_err(|e| invalid(key("env"), format!("data key {id}: ${name} {e}")))?
-            }
+            (None, Some(name)) => env_data_key(name, std::env::var(name), id)
+                .map_err(|e| invalid(key("env"), format!("data key {id}: {e}")))?,
             _ => {
                 return Err(invalid(
                     key("file"),
@@ -657,6 +653,24 @@ fn validate_data_keys(
     };
     let keyring = Keyring::new(keys, active).map_err(|e| invalid("store.active_data_key", e))?;
     Ok(Some(std::sync::Arc::new(keyring)))
+}
+
+/// A data key from the environment variable `name`, given what reading it returned. The
+/// value is never part of an error: `VarError::NotUnicode`'s own message would print it.
+fn env_data_key(
+    name: &str,
+    value: Result<String, std::env::VarError>,
+    id: DataKeyId,
+) -> Result<KeyBytes, String> {
+    use std::env::VarError;
+    let value = match value {
+        Ok(value) => zeroize::Zeroizing::new(value),
+        Err(VarError::NotPresent) => return Err(format!("${name} is not set")),
+        Err(VarError::NotUnicode(_)) => {
+            return Err(format!("${name} is not UTF-8: expected ID:BASE64"));
+        }
+    };
+    crypt::parse_env_key(&value, id).map_err(|e| format!("${name} {e}"))
 }
 
 pub fn default_origin(oin: &Oin) -> String {
@@ -693,4 +707,43 @@ pub fn check_certificate_dates(identity: &TlsIdentity, key: &str) -> Result<(), 
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn an_environment_key_that_is_not_utf8_is_refused_without_its_value() {
+        use std::os::unix::ffi::OsStringExt;
+        let id = DataKeyId::new(2).expect("not zero");
+        // Base64 of a 32-byte key with one byte that is not UTF-8 in the middle.
+        let mut value = b"2:AQEBAQEBAQEBAQEBAQEB".to_vec();
+        value.push(0xFF);
+        value.extend_from_slice(b"AQEBAQEBAQEBAQEBAQEBAQE=");
+        let os = std::ffi::OsString::from_vec(value);
+        let error = env_data_key(
+            "KRING_DATA_KEY",
+            Err(std::env::VarError::NotUnicode(os)),
+            id,
+        )
+        .map(|_| ())
+        .expect_err("not UTF-8");
+        assert_eq!(error, "$KRING_DATA_KEY is not UTF-8: expected ID:BASE64");
+        assert!(!error.contains("AQEB"), "{error}");
+
+        let error = env_data_key("KRING_DATA_KEY", Err(std::env::VarError::NotPresent), id)
+            .map(|_| ())
+            .expect_err("not set");
+        assert_eq!(error, "$KRING_DATA_KEY is not set");
+
+        let key = env_data_key(
+            "KRING_DATA_KEY",
+            Ok("2:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=".into()),
+            id,
+        )
+        .expect("a valid key");
+        assert_eq!(*key, [1u8; crypt::KEY_LEN]);
+    }
 }
