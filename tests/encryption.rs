@@ -575,6 +575,11 @@ fn a_bad_key_configuration_is_refused_naming_the_key() {
     std::fs::write(dir.path().join("short.key"), b64(&[3u8; 16])).expect("write");
     std::fs::write(dir.path().join("short-raw.key"), [4u8; 16]).expect("write");
     std::fs::write(dir.path().join("shared.key"), b64(&[5u8; 32])).expect("write");
+    std::fs::write(
+        dir.path().join("hex.key"),
+        "00112233445566778899aabbccddeeff",
+    )
+    .expect("write");
     {
         use std::os::unix::fs::PermissionsExt;
         for (file, mode) in [
@@ -583,6 +588,7 @@ fn a_bad_key_configuration_is_refused_naming_the_key() {
             ("short.key", 0o600),
             ("short-raw.key", 0o600),
             ("shared.key", 0o640),
+            ("hex.key", 0o600),
         ] {
             let path = dir.path().join(file);
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
@@ -633,6 +639,11 @@ fn a_bad_key_configuration_is_refused_naming_the_key() {
             r#"data_keys = [{ id = 1, file = "one.key" }, { id = 2, file = "short.key" }]
 active_data_key = 1"#,
             &["store.data_keys[1].file", "data key 2", "16-byte key"],
+        ),
+        (
+            "32 hex digits (128 bits) in a file of 32 bytes",
+            r#"data_keys = [{ id = 4, file = "hex.key" }]"#,
+            &["store.data_keys[0].file", "data key 4", "32 bytes of text"],
         ),
         (
             "a short raw key",
@@ -798,6 +809,36 @@ async fn a_key_from_the_environment_seals_the_store_and_opens_it_offline() {
         "{}",
         stderr(&wrong)
     );
+    // 32 hex digits (128 bits) are not taken as a 256-bit key: the environment holds base64.
+    let hex = "00112233445566778899aabbccddeeff";
+    let short = kring(
+        &["node", "--config", config_arg],
+        &[("KRING_TEST_DATA_KEY", &format!("2:{hex}"))],
+    );
+    assert!(!short.status.success());
+    for name in ["store.data_keys[0].env", "$KRING_TEST_DATA_KEY", "32 bytes"] {
+        assert!(stderr(&short).contains(name), "{}", stderr(&short));
+    }
+    assert!(!stderr(&short).contains(hex), "{}", stderr(&short));
+    // A value that is not UTF-8 is refused without being printed.
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStringExt;
+        let mut value = format!("2:{base64_key}").into_bytes();
+        value.insert(10, 0xFF);
+        let garbled = Command::new(env!("CARGO_BIN_EXE_kring"))
+            .args(["node", "--config", config_arg])
+            .env("KRING_TEST_DATA_KEY", std::ffi::OsString::from_vec(value))
+            .output()
+            .expect("the kring binary runs");
+        assert!(!garbled.status.success());
+        let error = stderr(&garbled);
+        assert!(
+            error.contains("$KRING_TEST_DATA_KEY is not UTF-8: expected ID:BASE64"),
+            "{error}"
+        );
+        assert!(!error.contains(&base64_key[12..]), "{error}");
+    }
     assert!(!dir.path().join("data").exists(), "nothing was written");
 
     // The right value: the node runs, and what it stores is sealed under key 2.

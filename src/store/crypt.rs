@@ -265,32 +265,59 @@ pub fn generate_key() -> KeyBytes {
     key
 }
 
-/// A data key from a file's bytes: exactly 32 raw bytes, or their standard base64 (surrounding
-/// whitespace ignored).
+/// A data key from a key file's bytes: exactly 32 raw bytes, or their standard base64
+/// (surrounding whitespace ignored). A file whose every byte is ASCII text is read as base64
+/// and must decode to exactly 32 bytes, so 32 hex digits (128 bits) or a 32-character
+/// passphrase is refused rather than taken as a 256-bit key; 32 random bytes are all text
+/// with a chance below 10^-13.
 pub fn parse_key(bytes: &[u8]) -> Result<KeyBytes, String> {
-    let mut key = Zeroizing::new([0u8; KEY_LEN]);
-    if bytes.len() == KEY_LEN {
+    let text = bytes
+        .iter()
+        .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace());
+    if bytes.len() == KEY_LEN && !text {
+        let mut key = Zeroizing::new([0u8; KEY_LEN]);
         key.copy_from_slice(bytes);
         return Ok(key);
     }
-    let text = bytes.trim_ascii();
-    let decoded = Zeroizing::new(STANDARD.decode(text).map_err(|_| {
-        format!(
+    if !text {
+        return Err(format!(
             "holds {} bytes that are neither a 32-byte key nor base64",
             bytes.len()
+        ));
+    }
+    parse_base64_key(bytes.trim_ascii()).map_err(|e| {
+        if bytes.len() == KEY_LEN {
+            format!(
+                "holds 32 bytes of text, read as base64: {e} (hex or a passphrase is not a key)"
+            )
+        } else {
+            e
+        }
+    })
+}
+
+/// A data key from standard base64 text, which must decode to exactly 32 bytes.
+fn parse_base64_key(text: &[u8]) -> Result<KeyBytes, String> {
+    let decoded = Zeroizing::new(STANDARD.decode(text).map_err(|_| {
+        format!(
+            "holds {} characters that are not base64: a data key is 32 bytes in base64 (44 characters)",
+            text.len()
         )
     })?);
     if decoded.len() != KEY_LEN {
         return Err(format!(
-            "holds a {}-byte key in base64: a data key is 32 bytes",
+            "holds a {}-byte key in base64: a data key is 32 bytes (44 base64 characters)",
             decoded.len()
         ));
     }
+    let mut key = Zeroizing::new([0u8; KEY_LEN]);
     key.copy_from_slice(&decoded);
     Ok(key)
 }
 
-/// A data key from an environment value `ID:BASE64`, whose id must be `id`.
+/// A data key from an environment value `ID:BASE64`, whose id must be `id`. The key is base64
+/// only (decoding to exactly 32 bytes): an environment value is text, so 32 characters of it
+/// are never taken as a raw key.
 pub fn parse_env_key(value: &str, id: DataKeyId) -> Result<KeyBytes, String> {
     let (named, key) = value
         .split_once(':')
@@ -304,7 +331,7 @@ pub fn parse_env_key(value: &str, id: DataKeyId) -> Result<KeyBytes, String> {
         }
         Err(_) => return Err("must be ID:BASE64 (the id is not a number)".into()),
     }
-    parse_key(key.as_bytes())
+    parse_base64_key(key.trim().as_bytes())
 }
 
 /// Reads a data key file (see [`parse_key`]). On Unix the file must be readable by its owner
@@ -467,7 +494,8 @@ mod tests {
                 .unwrap_err()
                 .contains("16-byte key")
         );
-        assert!(parse_key(b"not a key!").unwrap_err().contains("neither"));
+        assert!(parse_key(b"not a key!").unwrap_err().contains("not base64"));
+        assert!(parse_key(&[0u8; 31]).unwrap_err().contains("neither"));
         let value = format!("2:{}", STANDARD.encode(raw));
         assert_eq!(*parse_env_key(&value, id(2)).unwrap(), raw);
         assert!(
@@ -476,6 +504,45 @@ mod tests {
                 .contains("holds data key 2, not data key 3")
         );
         assert!(parse_env_key(&STANDARD.encode(raw), id(2)).is_err());
+    }
+
+    #[test]
+    fn thirty_two_characters_of_text_are_not_a_raw_key() {
+        // 32 hex digits are 128 bits, a 32-character passphrase less: neither is a 256-bit
+        // key, in the environment or in a file.
+        let hex = "00112233445566778899aabbccddeeff";
+        let passphrase = "correct horse battery staple 12!";
+        assert_eq!((hex.len(), passphrase.len()), (KEY_LEN, KEY_LEN));
+        for text in [hex, passphrase] {
+            let error = parse_env_key(&format!("2:{text}"), id(2))
+                .map(|_| ())
+                .unwrap_err();
+            assert!(
+                error.contains("32 bytes") && !error.contains(text),
+                "{text}: {error}"
+            );
+            let error = parse_key(text.as_bytes()).map(|_| ()).unwrap_err();
+            assert!(
+                error.contains("32 bytes of text") && !error.contains(text),
+                "{text}: {error}"
+            );
+        }
+        assert!(
+            parse_env_key(&format!("2:{hex}"), id(2))
+                .unwrap_err()
+                .contains("a 24-byte key in base64")
+        );
+        // The environment takes no raw bytes, even 32 that are not text.
+        let raw = String::from_utf8(vec![0x01; KEY_LEN]).unwrap();
+        assert!(parse_env_key(&format!("2:{raw}"), id(2)).is_err());
+        // A raw key file is 32 bytes that are not all text; base64 may end in a newline.
+        let mut raw = [b'A'; KEY_LEN];
+        raw[0] = 0x80;
+        assert_eq!(*parse_key(&raw).unwrap(), raw);
+        let text = format!(" {}\r\n", STANDARD.encode([9u8; KEY_LEN]));
+        assert_eq!(*parse_key(text.as_bytes()).unwrap(), [9u8; KEY_LEN]);
+        let value = format!("2:{}\n", STANDARD.encode([9u8; KEY_LEN]));
+        assert_eq!(*parse_env_key(&value, id(2)).unwrap(), [9u8; KEY_LEN]);
     }
 
     #[test]
