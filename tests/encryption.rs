@@ -2,8 +2,9 @@
 //! contact point, a principal or an action name, while a node without one does (the scan's
 //! positive control); the audit log verifies with the key, over the API and offline; a
 //! rotation re-encrypts everything in the background and then lets the old key go; a start
-//! that lacks a key values still need, a changed ciphertext byte, and a bad key configuration
-//! are refused, each naming the key or the record; the environment works as a key source.
+//! that lacks a key values still need, a changed ciphertext byte, a value sealed under a
+//! retired key, and a bad key configuration are refused, each naming the key or the record;
+//! the environment works as a key source.
 
 mod common;
 mod common_federation;
@@ -400,6 +401,80 @@ async fn a_start_without_a_key_that_values_still_need_is_refused_naming_it() {
     let node = start_again(&config)
         .await
         .expect("key 2 alone suffices now");
+    node.shutdown().await.expect("a graceful stop");
+}
+
+#[tokio::test]
+async fn a_value_under_a_retired_key_is_refused_while_that_key_is_still_configured() {
+    let (one, two) = (crypt::generate_key(), crypt::generate_key());
+    let test = start_node_with(&school(), Arc::new(SystemClock), |config| {
+        config.store.keyring = keyring(&[(1, &one)], 1);
+    })
+    .await;
+    let mut signals = test.signals(SIGNALER);
+    let planted = register_ok(&mut signals, register(&bsn(500))).await;
+    let kept = register_ok(&mut signals, register(&bsn(501))).await;
+    let test = stop(test).await;
+    let (mut config, store_path) = (test.config.clone(), test.store_path.clone());
+
+    // Rotate to key 2 and let re-encryption finish and retire key 1.
+    config.store.keyring = keyring(&[(1, &one), (2, &two)], 2);
+    let node = start_again(&config)
+        .await
+        .expect("the node starts with both keys");
+    let store = node.ledger().store().clone();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while store.data_keys().expect("the key use").needs_reseal() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "re-encryption did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(store.data_keys().expect("the key use").keys, vec![id(2)]);
+    drop(store);
+    node.shutdown().await.expect("a graceful stop");
+
+    // Someone who holds the exposed key 1 and can write the store's files seals a value
+    // under it: one that authenticates under key 1 and the record's key.
+    let planted_id = SignalId::parse(&planted.id).expect("a signal id");
+    let record = [b"s".as_slice(), planted_id.as_bytes()].concat();
+    let (old, new) = (
+        keyring(&[(1, &one)], 1).expect("key 1"),
+        keyring(&[(2, &two)], 2).expect("key 2"),
+    );
+    tamper(&store_path, &record, |value| {
+        assert_eq!(crypt::sealed_under(value), Some(id(2)));
+        let plain = new.open(&record, value).expect("sealed under key 2");
+        *value = old.seal(&record, &plain);
+    });
+
+    // Key 1 is still configured, but the store holds nothing under it any more.
+    {
+        let store = SledStore::open(&store_path, &config.store).expect("the store opens");
+        let error = store.signal(&planted_id).unwrap_err();
+        assert!(matches!(error, StoreError::Corrupt { .. }), "{error:?}");
+        let error = error.to_string();
+        assert!(error.contains(&format!("signal {}", planted.id)), "{error}");
+        assert!(error.contains("sealed under data key 1"), "{error}");
+        let other = SignalId::parse(&kept.id).expect("a signal id");
+        assert!(store.signal(&other).expect("the other reads").is_some());
+    }
+    let node = start_again(&config)
+        .await
+        .expect("the node starts with both keys");
+    let clients = connect(&node, &test).await;
+    let failed = clients[SIGNALER]
+        .signals
+        .clone()
+        .list(proto::ListRequest::default())
+        .await
+        .expect_err("a list that reads the planted signal fails");
+    assert_eq!(failed.code(), tonic::Code::Internal);
+    assert!(
+        failed.message().contains(&format!("signal {}", planted.id)),
+        "{failed:?}"
+    );
     node.shutdown().await.expect("a graceful stop");
 }
 

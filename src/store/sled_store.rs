@@ -8,7 +8,9 @@
 //! key that values still need is refused at once, without a scan: it gains the active key
 //! when a store opens, and loses every other key (and "in the clear") only when
 //! re-encryption has resealed every record ([`Change::RetireDataKeys`]). No write ever seals
-//! under another key than the active one, which is what makes that sound.
+//! under another key than the active one, which is what makes that sound. Every read checks
+//! a value against it too: a value in the clear, or sealed under a key the record does not
+//! list (a retired key still in the keyring), is corruption naming the record.
 //!
 //! Durability: sled's `flush` writes its log with `sync_file_range`, which survives a process
 //! crash but does not flush the device's write cache or the file's metadata. [`Store::sync`]
@@ -19,8 +21,7 @@
 use std::borrow::Cow;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -165,9 +166,34 @@ pub struct SledStore {
     /// A second handle on sled's log file, for `fdatasync` (fsync is per inode).
     data_file: File,
     keyring: Option<Arc<Keyring>>,
-    /// Whether a value in the clear may be read: false once every value is sealed, so that a
-    /// value swapped for plaintext on disk is corruption, not a record from before encryption.
-    plaintext_allowed: AtomicBool,
+    /// What a stored value may be, from `mdata_keys`: a value in the clear or under another
+    /// key (a retired one the keyring may still hold) is corruption, not a record.
+    admitted: RwLock<Admitted>,
+}
+
+/// What the store may hold values as: the in-memory copy of [`KeyUse`] that every read checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Admitted {
+    /// A value in the clear may be read: false once every value is sealed, so that a value
+    /// swapped for plaintext on disk is corruption, not a record from before encryption.
+    plaintext: bool,
+    /// The keys values may be sealed under: after re-encryption the active key alone, so that
+    /// a value sealed under a retired key (which whoever holds that key could plant) is
+    /// corruption even while the keyring still holds the key.
+    keys: Vec<DataKeyId>,
+}
+
+impl Admitted {
+    fn of(key_use: &KeyUse) -> Admitted {
+        Admitted {
+            plaintext: key_use.plaintext,
+            keys: key_use
+                .keys
+                .iter()
+                .filter_map(|(id, _)| DataKeyId::new(*id))
+                .collect(),
+        }
+    }
 }
 
 impl std::fmt::Debug for SledStore {
@@ -221,6 +247,15 @@ impl SledStore {
         keyring: Option<Arc<Keyring>>,
     ) -> Result<SledStore, StoreError> {
         let key_use = settle_key_use(&tree, keyring.as_deref(), fresh)?;
+        let admitted = Admitted::of(&key_use);
+        for id in keyring.iter().flat_map(|k| k.ids()) {
+            if !admitted.keys.contains(&id) {
+                tracing::warn!(
+                    data_key = id.get(),
+                    "data key {id} is configured, but this store holds no value under it (retired by re-encryption, or never used here): a value sealed under it is refused as corruption; remove it from the configuration"
+                );
+            }
+        }
         db.flush()?;
         let data_file = File::open(path.join("db"))?;
         data_file.sync_all()?;
@@ -232,7 +267,7 @@ impl SledStore {
             tree,
             data_file,
             keyring,
-            plaintext_allowed: AtomicBool::new(key_use.plaintext),
+            admitted: RwLock::new(admitted),
         })
     }
 
@@ -251,19 +286,29 @@ impl SledStore {
             key: record_name(key),
             problem,
         };
-        match crypt::sealed_under(value) {
-            None if self.plaintext_allowed.load(Ordering::Relaxed) => Ok(Cow::Borrowed(value)),
-            None => Err(corrupt(
+        let sealed_under = crypt::sealed_under(value);
+        let admitted = match sealed_under {
+            None => self.admitted().plaintext,
+            Some(id) => self.admitted().keys.contains(&id),
+        };
+        match (sealed_under, &self.keyring) {
+            (None, _) if admitted => Ok(Cow::Borrowed(value)),
+            (None, _) => Err(corrupt(
                 "is not sealed, but every value of this store is: changed on disk".into(),
             )),
-            Some(id) => match &self.keyring {
-                Some(keyring) => keyring
-                    .open(key, value)
-                    .map(Cow::Owned)
-                    .map_err(|e| corrupt(e.to_string())),
-                None => Err(corrupt(crypt::OpenError::UnknownKey(id).to_string())),
-            },
+            (Some(id), None) => Err(corrupt(crypt::OpenError::UnknownKey(id).to_string())),
+            (Some(id), Some(_)) if !admitted => Err(corrupt(format!(
+                "is sealed under data key {id}, which this store holds no values under (retired, or never used here): written by someone else"
+            ))),
+            (Some(_), Some(keyring)) => keyring
+                .open(key, value)
+                .map(Cow::Owned)
+                .map_err(|e| corrupt(e.to_string())),
         }
+    }
+
+    fn admitted(&self) -> std::sync::RwLockReadGuard<'_, Admitted> {
+        self.admitted.read().unwrap_or_else(|e| e.into_inner())
     }
 
     fn decode<T: serde::de::DeserializeOwned>(
@@ -536,8 +581,8 @@ fn split_event(index: u64, value: &[u8]) -> Result<(Vec<Hash32>, &[u8]), StoreEr
 struct BatchBuilder<'s> {
     store: &'s SledStore,
     writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-    /// Whether this list retires every key but the active one.
-    retires: bool,
+    /// The active key, when this list retires every other key.
+    retires: Option<DataKeyId>,
 }
 
 impl BatchBuilder<'_> {
@@ -849,7 +894,7 @@ impl BatchBuilder<'_> {
                     keys: vec![(active.get(), check)],
                 };
                 self.put(DATA_KEYS_KEY.to_vec(), encode(&retired))?;
-                self.retires = true;
+                self.retires = Some(active);
             }
         }
         Ok(())
@@ -865,7 +910,7 @@ impl Store for SledStore {
         let mut builder = BatchBuilder {
             store: self,
             writes: Vec::new(),
-            retires: false,
+            retires: None,
         };
         for change in changes {
             builder.add(change)?;
@@ -893,8 +938,11 @@ impl Store for SledStore {
                 sled::transaction::TransactionError::Storage(e) => StoreError::Engine(e),
                 sled::transaction::TransactionError::Abort(never) => match never {},
             })?;
-        if retires {
-            self.plaintext_allowed.store(false, Ordering::Relaxed);
+        if let Some(active) = retires {
+            *self.admitted.write().unwrap_or_else(|e| e.into_inner()) = Admitted {
+                plaintext: false,
+                keys: vec![active],
+            };
         }
         Ok(())
     }
@@ -1678,6 +1726,24 @@ mod tests {
         assert!(store.data_keys().unwrap().needs_reseal(), "not yet retired");
         store.apply(&[Change::RetireDataKeys]).unwrap();
         assert!(!store.data_keys().unwrap().needs_reseal());
+        // From the retirement on, a value sealed under key 1 (by whoever holds that key and
+        // can write the files) is corruption, though this keyring still holds key 1.
+        let signal_key = key(SIGNAL, &[s.id.as_bytes()]);
+        let resealed = store.tree.get(&signal_key).unwrap().unwrap().to_vec();
+        let planted = ring(&[(1, 7)], 1).unwrap().seal(&signal_key, &encode(&s));
+        store.tree.insert(&signal_key, planted.clone()).unwrap();
+        let error = store.signal(&s.id).unwrap_err().to_string();
+        assert!(error.contains(&format!("signal {}", s.id)), "{error}");
+        assert!(error.contains("sealed under data key 1"), "{error}");
+        store.tree.insert(&signal_key, resealed.clone()).unwrap();
+        assert_eq!(store.signal(&s.id).unwrap(), Some(s.clone()));
+        drop(store);
+        // And after a restart with both keys configured.
+        let store = open(dir.path(), ring(&[(1, 7), (2, 8)], 2)).unwrap();
+        store.tree.insert(&signal_key, planted).unwrap();
+        let error = store.signal(&s.id).unwrap_err().to_string();
+        assert!(error.contains("sealed under data key 1"), "{error}");
+        store.tree.insert(&signal_key, resealed).unwrap();
         drop(store);
 
         // Key 2 alone reads everything; the entries and their hashes are unchanged.
