@@ -478,6 +478,103 @@ async fn a_value_under_a_retired_key_is_refused_while_that_key_is_still_configur
     node.shutdown().await.expect("a graceful stop");
 }
 
+#[tokio::test]
+async fn a_signal_that_does_not_open_fails_the_calls_that_audit_its_persons() {
+    use kring::domain::{
+        BreakGlassItem, BreakGlassReason, IndexNotice, Notice, Role, TransactionId, UnixMillis,
+    };
+    let key = crypt::generate_key();
+    let test = start_node_with(&school(), Arc::new(SystemClock), |config| {
+        config.store.keyring = keyring(&[(1, &key)], 1);
+    })
+    .await;
+    let mut signals = test.signals(SIGNALER);
+    let signal = register_ok(&mut signals, register(&bsn(600))).await;
+    let test = stop(test).await;
+    let (config, store_path) = (test.config.clone(), test.store_path.clone());
+
+    // A match on the signal, and an emergency access that showed it, as the index and a
+    // break-glass request leave them.
+    let id = SignalId::parse(&signal.id).expect("a signal id");
+    let other = Oin::parse(OIN).expect("an OIN");
+    let access = SignalId::new();
+    {
+        let store = SledStore::open(&store_path, &config.store).expect("the store opens");
+        store
+            .apply(&[
+                kring::store::Change::PutMatch(Notice {
+                    cursor: 1,
+                    received: UnixMillis(1),
+                    from: other,
+                    notice: IndexNotice::Match {
+                        signal: id,
+                        parties: vec![other],
+                        household: false,
+                        regie: None,
+                    },
+                }),
+                kring::store::Change::PutBreakGlass(BreakGlassItem {
+                    id: access,
+                    transaction: TransactionId::new(),
+                    at: UnixMillis(1),
+                    requester: other,
+                    requester_user: "l.smit".into(),
+                    requester_role: Some(Role::Analyst),
+                    reason: BreakGlassReason::AcuteDangerAdult,
+                    signals: vec![id],
+                    review: None,
+                }),
+            ])
+            .expect("a match and a break-glass item");
+    }
+    // The signal's ciphertext changes on disk: it no longer opens.
+    tamper(
+        &store_path,
+        &[b"s".as_slice(), id.as_bytes()].concat(),
+        |v| v[20] ^= 0x01,
+    );
+
+    let node = start_again(&config).await.expect("the node starts");
+    let clients = connect(&node, &test).await;
+    // Listing matches audits the persons of each match's signal: it fails, naming the signal,
+    // instead of recording an event without them.
+    let failed = clients[SIGNALER]
+        .signals
+        .clone()
+        .list_matches(proto::ListMatchesRequest::default())
+        .await
+        .expect_err("a list whose signal does not read fails");
+    assert_eq!(failed.code(), tonic::Code::Internal, "{failed:?}");
+    assert!(
+        failed.message().contains(&format!("signal {}", signal.id)),
+        "{failed:?}"
+    );
+    // So does reviewing the access, and the item stays unreviewed.
+    let mut officer = clients[OFFICER].audit.clone();
+    let failed = officer
+        .review_break_glass(proto::ReviewBreakGlassRequest {
+            id: access.to_string(),
+            outcome: proto::ReviewOutcome::Justified as i32,
+            reason: proto::ReviewReason::AcuteDangerConfirmed as i32,
+        })
+        .await
+        .expect_err("a review whose signal does not read fails");
+    assert_eq!(failed.code(), tonic::Code::Internal, "{failed:?}");
+    assert!(
+        failed.message().contains(&format!("signal {}", signal.id)),
+        "{failed:?}"
+    );
+    let queue = officer
+        .break_glass_queue(proto::BreakGlassQueueRequest::default())
+        .await
+        .expect("the queue")
+        .into_inner()
+        .items;
+    assert_eq!(queue.len(), 1, "{queue:?}");
+    assert_eq!(queue[0].outcome, proto::ReviewOutcome::Unspecified as i32);
+    node.shutdown().await.expect("a graceful stop");
+}
+
 /// Rewrites one record's value in a stopped store, as someone with the disk could.
 fn tamper(store_path: &Path, key: &[u8], change: impl FnOnce(&mut Vec<u8>)) {
     // sled lets go of the lock a moment after the node that closed the store.

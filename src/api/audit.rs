@@ -709,12 +709,14 @@ impl proto::audit_server::Audit for AuditApi {
                             "id: break-glass item {id} was reviewed already"
                         )));
                     }
-                    let subjects: Vec<Pseudonym> = item
-                        .signals
-                        .iter()
-                        .filter_map(|s| txn.store().signal(s).ok().flatten())
-                        .flat_map(|s| s.persons().collect::<Vec<_>>())
-                        .collect();
+                    // A signal that is gone has no persons to name; one that does not read
+                    // fails the review rather than leaving them out of its audit event.
+                    let mut subjects: Vec<Pseudonym> = Vec::new();
+                    for signal in &item.signals {
+                        if let Some(signal) = txn.store().signal(signal)? {
+                            subjects.extend(signal.persons());
+                        }
+                    }
                     item.review = Some(Review {
                         outcome,
                         reason,

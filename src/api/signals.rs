@@ -154,8 +154,11 @@ impl SignalsApi {
             if let IndexNotice::WaakvlamAlert { person, .. } = &notice.notice {
                 subjects.push(*person);
             }
-            let signal = notice.notice.signal();
-            if let Some(signal) = signal.and_then(|s| store.signal(&s).ok().flatten()) {
+            // A signal that is gone has no persons to name; one that does not read fails the
+            // call rather than leaving them out of its audit event.
+            if let Some(signal) = notice.notice.signal()
+                && let Some(signal) = store.signal(&signal)?
+            {
                 subjects.extend(signal.persons());
             }
         }
