@@ -9,7 +9,9 @@
 //! hold no events about persons by design, see [`holds_events_about_persons`]). Each peer maps it to its own pseudonym, checks the policy for this
 //! organisation and the officer's role, audits its disclosure and answers with its events
 //! stripped of persons, reasons and objects ([`AccessedEvent`]). A peer that does not answer is
-//! listed, not waited for.
+//! listed, not waited for. At the index, its own log names persons by index person id: its
+//! own search adds the id its key vault gives the federation pseudonym, as its peer handler
+//! does for a peer.
 //!
 //! Audited here with the request's transaction id: each peer's answer or refusal
 //! (`audit.subject_access_fetch`, naming the peer) and the request as a whole
@@ -26,6 +28,7 @@ use crate::domain::{
 };
 use crate::federation::serve::MAX_ACCESS_EVENTS;
 use crate::federation::{AccessAnswer, PeerError, Peers};
+use crate::index::IndexService;
 use crate::ledger::{Ledger, LedgerError};
 use crate::policy::{self, Denial};
 use crate::signals::{Caller, SignalError, SignalService};
@@ -42,6 +45,9 @@ pub enum AccessError {
     Search(#[from] SearchError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// This node's index could not name the person (its key not loaded, say).
+    #[error("index: {0}")]
+    Index(String),
     /// Already in this node's audit log, with the request's purpose.
     #[error(transparent)]
     Recorded(Box<AccessError>),
@@ -78,6 +84,8 @@ pub struct AccessService {
     ledger: Arc<Ledger>,
     signals: Arc<SignalService>,
     peers: Option<Arc<dyn Peers>>,
+    /// This node's index role, if it has one: its log names persons by index person id.
+    index: Option<Arc<IndexService>>,
 }
 
 impl AccessService {
@@ -85,11 +93,13 @@ impl AccessService {
         ledger: Arc<Ledger>,
         signals: Arc<SignalService>,
         peers: Option<Arc<dyn Peers>>,
+        index: Option<Arc<IndexService>>,
     ) -> AccessService {
         AccessService {
             ledger,
             signals,
             peers,
+            index,
         }
     }
 
@@ -129,6 +139,17 @@ impl AccessService {
             .await
             .map_err(SignalError::from)?[0];
         let subject = self.signals.local().local(&person);
+        // At the index, its log names the person by index person id too (as `PeerHandler`
+        // searches it for a peer); resolved before anything leaves the node, so a vault that
+        // cannot name the person fails the request without asking anyone.
+        let mut subjects = vec![subject, person];
+        if let Some(index) = &self.index {
+            let id = index
+                .person_of(&person)
+                .await
+                .map_err(|e| AccessError::Index(e.to_string()))?;
+            subjects.extend(id);
+        }
 
         // Every other member, in parallel, under one deadline.
         let mut tasks = tokio::task::JoinSet::new();
@@ -171,7 +192,7 @@ impl AccessService {
         let store = self.ledger.store().clone();
         let size = store.audit_size()?;
         let (own, own_truncated) = tokio::task::spawn_blocking(move || {
-            search::about(store.as_ref(), size, &[subject, person], MAX_ACCESS_EVENTS)
+            search::about(store.as_ref(), size, &subjects, MAX_ACCESS_EVENTS)
         })
         .await
         .map_err(|e| SearchError::Unreadable(0, e.to_string()))??;

@@ -446,6 +446,7 @@ impl RunningNode {
                     ledger.clone(),
                     signals.clone(),
                     peers.clone(),
+                    index.clone(),
                 )),
                 own_key.clone(),
             )

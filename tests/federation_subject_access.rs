@@ -753,3 +753,75 @@ async fn a_single_node_answers_from_its_own_log() {
     assert_eq!(refusal.action, AuditAction::SubjectAccess as i32);
     assert_eq!(refusal.purpose, proto::Purpose::SubjectAccess as i32);
 }
+
+/// The members of the smaller federations below: the authority, both pseudonym services, the
+/// index, the school, the GP and Veilig Thuis.
+fn small_federation() -> Vec<kring::devnet::DevMember> {
+    demo_members()
+        .into_iter()
+        .filter(|m| {
+            [
+                "authority",
+                "pseudonyms",
+                "pseudonyms-b",
+                "index",
+                "veilig-thuis",
+                "school",
+                "huisarts",
+            ]
+            .contains(&m.key.as_str())
+        })
+        .collect()
+}
+
+/// Subject access asked at the index itself: its own log names the person by index person
+/// id, so its own search resolves that id as its peer handler does, and the pointers the
+/// school and the GP published about the child are in the index's own section.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_index_officer_finds_the_index_own_events_about_the_person() {
+    let (_dir, federation) = start(&small_federation()).await;
+    let mut school = client(&federation, SCHOOL_AF).await;
+    let mut huisarts = client(&federation, HUISARTS_SIGNALER).await;
+    register_ok(&mut school, worry(CHILD, &[])).await;
+    register_ok(&mut huisarts, worry(CHILD, &[])).await;
+    for party in [&school, &huisarts] {
+        matches_until(party, "the school and the GP know of each other", |m| {
+            m.len() == 1
+        })
+        .await;
+    }
+
+    let report = officer(&federation, "index")
+        .await
+        .audit
+        .subject_access(ask(CHILD))
+        .await
+        .expect("the index's privacy officer may ask")
+        .into_inner();
+    assert_eq!(report.sources[0].oin, INDEX, "the index's own log first");
+    assert!(report.sources.iter().all(|s| s.answered), "{report:#?}");
+    let view = AccessView::new(&report).unwrap();
+    let at_index = of(&view, INDEX);
+    let published: BTreeSet<Option<Oin>> = at_index
+        .iter()
+        .filter(|e| e.action == Action::PointerPublish)
+        .map(|e| e.counterpart)
+        .collect();
+    assert_eq!(
+        published,
+        BTreeSet::from([Some(oin(SCHOOL)), Some(oin(HUISARTS))]),
+        "the index's own pointer events about the child: {at_index:#?}"
+    );
+    assert_eq!(
+        report.sources[0].events as usize,
+        at_index.len(),
+        "the index's count is of what it found"
+    );
+    // The organisations answered for their own logs as usual.
+    assert!(
+        of(&view, SCHOOL)
+            .iter()
+            .any(|e| e.action == Action::SignalRegister)
+    );
+    federation.shutdown().await.unwrap();
+}

@@ -43,6 +43,7 @@ impl From<AccessError> for ApiError {
             AccessError::Ledger(e) => e.into(),
             AccessError::Search(e) => e.into(),
             AccessError::Store(e) => e.into(),
+            AccessError::Index(message) => ApiError::Unavailable(message),
             AccessError::Recorded(inner) => ApiError::Recorded(Box::new((*inner).into())),
         }
     }
