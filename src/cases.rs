@@ -5,7 +5,7 @@
 //! Every exchange is audited here as well as at the other end, with one transaction id: the
 //! lookup at the index, each source's answer (or its absence), and the request as a whole.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::directory::Member;
@@ -315,10 +315,22 @@ impl CaseService {
         if let Some(reason) = break_glass {
             summary = summary.reason(format!("break-glass: {reason}"));
         }
+        // Every person whose pointer or pseudonym the index gave, as this node names them.
+        let mut disclosed = BTreeSet::new();
+        disclosed.extend(lookup.pointers.iter().map(|(_, _, p, _)| local.local(p)));
+        disclosed.extend(lookup.household.iter().map(|(p, _)| local.local(p)));
+        disclosed.extend(
+            lookup
+                .waakvlam
+                .iter()
+                .flat_map(|w| w.persons.iter())
+                .map(|p| local.local(p)),
+        );
         let looked_up = Self::event(caller, Action::PointerLookup)
             .purpose(purpose, basis)
             .counterpart(index)
             .subjects([asked])
+            .subjects(disclosed)
             .object(format!("pointers:{}", lookup.pointers.len()));
         self.ledger
             .commit(move |txn| {

@@ -825,3 +825,74 @@ async fn the_index_officer_finds_the_index_own_events_about_the_person() {
     );
     federation.shutdown().await.unwrap();
 }
+
+/// A household lookup discloses the pointers and pseudonyms of the household's members, so
+/// both its ends record each of them as a subject: the mother's report holds the index's
+/// lookup and Veilig Thuis's, although Veilig Thuis asked about the child.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_household_lookup_is_in_every_disclosed_member_report() {
+    let (_dir, federation) = start(&small_federation()).await;
+    let mut school = client(&federation, SCHOOL_AF).await;
+    register_ok(
+        &mut school,
+        register(
+            CHILD,
+            &[(MOTHER, Relation::Parent)],
+            Category::NietPluis,
+            Severity::NietPluis,
+        ),
+    )
+    .await;
+    let mut vt = client(&federation, VT_ANALYST).await;
+    let response = vt
+        .cases
+        .linked_signals(triage_of(CHILD))
+        .await
+        .expect("Veilig Thuis's triage of the child's household");
+    let transaction = transaction_of(response.metadata());
+    let triage = response.into_inner();
+    assert!(triage.unavailable.is_empty());
+
+    let report = officer(&federation, "school")
+        .await
+        .audit
+        .subject_access(ask(MOTHER))
+        .await
+        .expect("the mother's report")
+        .into_inner();
+    assert!(report.sources.iter().all(|s| s.answered), "{report:#?}");
+    let view = AccessView::new(&report).unwrap();
+    for (at, counterpart) in [(INDEX, VEILIG_THUIS), (VEILIG_THUIS, INDEX)] {
+        let lookups: Vec<_> = of(&view, at)
+            .iter()
+            .filter(|e| e.action == Action::PointerLookup)
+            .collect();
+        assert_eq!(
+            lookups.len(),
+            1,
+            "{at} recorded the household lookup about the mother: {:#?}",
+            of(&view, at)
+        );
+        assert_eq!(lookups[0].transaction.to_string(), transaction);
+        assert_eq!(lookups[0].counterpart, Some(oin(counterpart)));
+        assert_eq!(lookups[0].purpose, Some(Purpose::VtTriage));
+    }
+
+    // The child's report holds them too, as before.
+    let report = officer(&federation, "school")
+        .await
+        .audit
+        .subject_access(ask(CHILD))
+        .await
+        .expect("the child's report")
+        .into_inner();
+    let view = AccessView::new(&report).unwrap();
+    for at in [INDEX, VEILIG_THUIS] {
+        assert!(
+            of(&view, at)
+                .iter()
+                .any(|e| e.action == Action::PointerLookup)
+        );
+    }
+    federation.shutdown().await.unwrap();
+}

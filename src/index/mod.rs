@@ -578,11 +578,14 @@ impl IndexService {
                 let asked = persons.resolve(txn, &person)?;
                 let found = Household::around(txn.store(), [asked], &BTreeSet::new(), None)?;
                 let mut lookup = Lookup::default();
+                // Every person whose pointer or pseudonym goes out is a subject of the event.
+                let mut disclosed = BTreeSet::new();
                 for p in found
                     .pointers
                     .iter()
                     .filter(|p| household || p.subject == asked)
                 {
+                    disclosed.insert(p.subject);
                     let relation = (p.subject != asked)
                         .then(|| relation_between(&found.pointers, &asked, &p.subject));
                     let subject = persons.reveal(txn.store(), &p.subject)?;
@@ -592,6 +595,7 @@ impl IndexService {
                 }
                 if household {
                     for p in found.persons.iter().filter(|p| **p != asked) {
+                        disclosed.insert(*p);
                         let relation = relation_between(&found.pointers, &asked, p);
                         lookup
                             .household
@@ -609,11 +613,13 @@ impl IndexService {
                     }
                 }
                 for mut entry in waakvlam.into_values() {
+                    disclosed.extend(entry.persons.iter().copied());
                     reveal_all(txn.store(), &mut persons, &mut entry)?;
                     lookup.waakvlam.push(entry);
                 }
                 let mut event = draft
                     .subjects([asked])
+                    .subjects(disclosed)
                     .purpose(purpose, basis)
                     .object(format!("pointers:{}", lookup.pointers.len()));
                 if let Some(reason) = break_glass {
