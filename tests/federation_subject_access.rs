@@ -896,3 +896,69 @@ async fn a_household_lookup_is_in_every_disclosed_member_report() {
     }
     federation.shutdown().await.unwrap();
 }
+
+/// A subject access request that fails after the index allowed it (its key cannot be loaded:
+/// a pseudonym service is away since the index restarted) is answered UNAVAILABLE and
+/// recorded at the index as a failed disclosure with the purpose, its legal basis and the
+/// status, so the exchange is on record at both ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subject_access_the_index_cannot_answer_is_audited_as_failed() {
+    let (_dir, mut federation) = start(&small_federation()).await;
+    // The index's first epoch starts with the school's pointer.
+    let mut school = client(&federation, SCHOOL_AF).await;
+    register_ok(&mut school, worry(CHILD, &[])).await;
+    eventually("the index holds the pointer", || async {
+        (!events(&federation, "index", AuditAction::PointerPublish)
+            .await
+            .is_empty())
+        .then_some(())
+    })
+    .await;
+    federation.stop("pseudonyms-b").await.unwrap();
+    federation.stop("index").await.unwrap();
+    let clock: kring::clock::SharedClock = std::sync::Arc::new(kring::clock::SystemClock);
+    restart(&mut federation, "index", clock).await;
+
+    let transaction = new_transaction();
+    let request = in_transaction(
+        proto::SubjectAccessRequest {
+            context: Some(context(
+                &transaction,
+                proto::Purpose::SubjectAccess,
+                FG,
+                proto::Role::PrivacyOfficer,
+            )),
+            subject: vec![7; 32],
+        },
+        &transaction,
+    );
+    let mut as_vt: FederationClient = proto::federation_client::FederationClient::new(
+        peer_channel(&federation, "index", &identity(&federation, "veilig-thuis")).await,
+    );
+    refused(
+        as_vt.subject_access(request).await,
+        Code::Unavailable,
+        "index key for epoch 1",
+    );
+    let recorded: Vec<_> = events_of(&federation, "index", &transaction)
+        .await
+        .into_iter()
+        .filter(|e| e.action == AuditAction::SubjectAccessFetch as i32)
+        .collect();
+    assert_eq!(recorded.len(), 1, "{recorded:#?}");
+    let failed = &recorded[0];
+    assert_eq!(failed.outcome, proto::Outcome::Failed as i32);
+    assert_eq!(failed.purpose, proto::Purpose::SubjectAccess as i32);
+    assert_eq!(failed.legal_basis, proto::LegalBasis::Avg15 as i32);
+    assert_eq!(failed.counterpart_oin, VEILIG_THUIS);
+    assert!(
+        failed.reason.starts_with("unavailable: ") && failed.reason.contains("index key"),
+        "{}",
+        failed.reason
+    );
+    assert_eq!(
+        failed.on_behalf_of.as_ref().map(|b| b.user.as_str()),
+        Some(FG)
+    );
+    federation.shutdown().await.unwrap();
+}

@@ -366,7 +366,7 @@ impl PeerHandler {
     /// Subject access: this node's audit events about the person named by its federation
     /// pseudonym, for a privacy officer of another member. The purpose must be subject access
     /// and the policy must allow the requester's organisation type and the officer's role;
-    /// a refusal is audited like the disclosure. Events are searched under both the node's
+    /// a refusal is audited like the disclosure, and so is a failure after the decision. Events are searched under both the node's
     /// own pseudonym of the person (organisations) and the federation pseudonym (the index
     /// records those), and leave the node without persons, reasons or objects.
     pub async fn subject_access(
@@ -406,17 +406,43 @@ impl PeerHandler {
         let basis = match decision {
             Ok(basis) => basis,
             Err(e) => {
-                let code = match e {
-                    ServeError::NotSubjectAccess(_) => "invalid_argument",
-                    _ => "permission_denied",
-                };
                 let refused = draft
                     .purpose(context.purpose, context.purpose.local_legal_basis())
-                    .refused(format!("{code}: {e}"));
+                    .refused(format!("{}: {e}", e.status_name()));
                 self.ledger.commit(move |txn| txn.audit(refused)).await?;
                 return Err(e);
             }
         };
+        let found = self.events_about(local, subject).await;
+        let answer = match found {
+            Ok(answer) => answer,
+            Err(e) => {
+                // Both ends are on record also when the answer fails after the decision.
+                let failed = draft
+                    .purpose(Purpose::SubjectAccess, basis)
+                    .failed(format!("{}: {e}", e.status_name()));
+                self.ledger.commit(move |txn| txn.audit(failed)).await?;
+                return Err(e);
+            }
+        };
+        let truncated = answer.truncated;
+        let mut disclosed = draft
+            .purpose(Purpose::SubjectAccess, basis)
+            .object(format!("events:{}", answer.events.len()));
+        if truncated {
+            disclosed = disclosed.reason(format!("truncated at {MAX_ACCESS_EVENTS} events"));
+        }
+        self.ledger.commit(move |txn| txn.audit(disclosed)).await?;
+        Ok(answer)
+    }
+
+    /// This node's events about the person, under its own pseudonym, the federation
+    /// pseudonym and (at the index) its person id, stripped for the answer.
+    async fn events_about(
+        &self,
+        local: Pseudonym,
+        subject: Pseudonym,
+    ) -> Result<AccessAnswer, ServeError> {
         let mut subjects = vec![local, subject];
         if let Some(index) = &self.index {
             let person = index
@@ -433,18 +459,23 @@ impl PeerHandler {
         })
         .await
         .map_err(|e| ServeError::Search(search::SearchError::Unreadable(0, e.to_string())))??;
-        let answer = AccessAnswer {
+        Ok(AccessAnswer {
             events: events.iter().map(|e| AccessedEvent::of(me, e)).collect(),
             truncated,
-        };
-        let mut disclosed = draft
-            .purpose(Purpose::SubjectAccess, basis)
-            .object(format!("events:{}", answer.events.len()));
-        if truncated {
-            disclosed = disclosed.reason(format!("truncated at {MAX_ACCESS_EVENTS} events"));
+        })
+    }
+}
+
+impl ServeError {
+    /// The status code the peer API answers this error with, as audit reasons name it.
+    fn status_name(&self) -> &'static str {
+        match self {
+            ServeError::Denied(_) | ServeError::NotTheIndex => "permission_denied",
+            ServeError::NotVeiligThuis(_) => "failed_precondition",
+            ServeError::NotSubjectAccess(_) => "invalid_argument",
+            ServeError::Index(_) | ServeError::Ledger(_) => "unavailable",
+            ServeError::Search(_) | ServeError::Store(_) => "internal",
         }
-        self.ledger.commit(move |txn| txn.audit(disclosed)).await?;
-        Ok(answer)
     }
 }
 
