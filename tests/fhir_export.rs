@@ -94,6 +94,47 @@ fn assert_no_bsn(resources: &[Value], bsns: &[&str]) {
     }
 }
 
+/// Every resource that claims a BALP RESTful profile has what the profile requires and the
+/// log can give: a client and a server agent (DCM 110153 Source Role ID and 110152
+/// Destination Role ID, in whichever order the interaction gives them) and, for Create, Read,
+/// Update and Delete, the data entity (type 2 System Object) with its `what`.
+fn assert_restful_profiles_are_filled(resources: &[Value]) -> usize {
+    const RESTFUL: [&str; 5] = ["Create", "Read", "Update", "Delete", "Query"];
+    let mut claimed = 0;
+    for resource in resources {
+        let Some(name) = resource["meta"]["profile"][0].as_str().and_then(|p| {
+            p.strip_prefix("https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.")
+        }) else {
+            continue;
+        };
+        let base = name.strip_prefix("Patient").unwrap_or(name);
+        if !RESTFUL.contains(&base) {
+            continue;
+        }
+        claimed += 1;
+        let typed = |code: &str| {
+            resource["agent"].as_array().unwrap().iter().any(|a| {
+                a["type"]["coding"][0]["system"] == "http://dicom.nema.org/resources/ontology/DCM"
+                    && a["type"]["coding"][0]["code"] == code
+                    && a["who"].is_object()
+            })
+        };
+        assert!(typed("110153"), "a 110153 agent in {resource:#}");
+        assert!(typed("110152"), "a 110152 agent in {resource:#}");
+        if base != "Query" {
+            assert!(
+                resource["entity"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|e| { e["type"]["code"] == "2" && e["what"].is_object() }),
+                "the data entity with its what in {resource:#}"
+            );
+        }
+    }
+    claimed
+}
+
 fn type_code(resource: &Value) -> &str {
     resource["type"]["code"].as_str().unwrap()
 }
@@ -166,6 +207,10 @@ async fn a_node_s_log_is_one_resource_per_subject_refusals_are_minor_failures_an
     let converted = convert(&events, &observer);
     let all: Vec<Value> = converted.iter().flat_map(|(_, r)| r.clone()).collect();
     assert_no_bsn(&all, &[&child, &mother, &other]);
+    assert!(
+        assert_restful_profiles_are_filled(&all) > 0,
+        "local calls claim RESTful profiles"
+    );
 
     // The registration about the child and the mother: two resources, one per person.
     let (_, registered) = converted
@@ -304,6 +349,7 @@ async fn disclosures_are_an_export_at_the_source_and_an_import_at_the_requester(
         .flat_map(|(_, log)| log.iter().flat_map(|(_, r)| r.clone()))
         .collect();
     assert_no_bsn(&all, &[CHILD, MOTHER, FATHER]);
+    assert!(assert_restful_profiles_are_filled(&all) > 0);
 
     // At the school, the source: an export to Veilig Thuis, asked by its analyst.
     let fetched = |key: &str, counterpart: &str| -> Vec<Value> {

@@ -24,8 +24,10 @@
 //!   [`OIN_SYSTEM`]), the organisations typed DCM 110153 Source Role ID / 110152 Destination
 //!   Role ID as BALP does (the discloser is the source of a disclosure; the client is the
 //!   source of a create, update, delete, search or operation and the destination of a read).
-//!   `requestor` is true for exactly one agent: the professional on whose behalf, else the
-//!   peer organisation a serving node answered, else the actor.
+//!   A RESTful interaction always has both: without a typed counterpart (a local call, or an
+//!   event the node runs itself) the observer's organisation is the client and the server,
+//!   as two agents. `requestor` is true for exactly one agent: the professional on whose
+//!   behalf, else the peer organisation a serving node answered, else the actor.
 //! - `source.observer` is the organisation whose node wrote the log, by OIN.
 //! - `entity`: the patient (`what` = a Patient reference by identifier: the pseudonym under
 //!   [`PSEUDONYM_SYSTEM`], assigned by the observer, whose pseudonyms are its own), type 1
@@ -44,7 +46,9 @@
 //! names the BALP profile claimed in `meta.profile` for a successful event with a subject /
 //! without one; a disclosure's profile is claimed only with a subject and a counterpart
 //! (both are required by it), and a RESTful profile only on success (BALP fixes its outcome
-//! to 0: "failures are recorded differently").
+//! to 0: "failures are recorded differently") and, for Create, Read, Update and Delete, only
+//! when the event's object names one record (`kind:<uuid>`), the only object that gives the
+//! `entity:data` its required `what`; otherwise no profile is claimed.
 //!
 //! "source" is the node that discloses, "recipient" the node that receives; which one wrote
 //! an event follows from its actor: a node answering a peer acts as `kring:federation`,
@@ -122,12 +126,17 @@
 //! the node for the organisation's own privacy officer, not a disclosure to another party.
 //!
 //! # Where the export falls short of BALP
-//! BALP's RESTful and disclosure profiles require `agent.network` on the client/server and
-//! source/recipient agents; the log records no network addresses (by design: fewer personal
-//! data), so there is none, and a validator checking those profiles strictly reports it.
-//! Likewise `Query` wants the raw query base64-encoded in an entity; the log keeps what a
-//! search returned (`signals:3`), not what was asked. Everything else the profiles require is
-//! present.
+//! A resource that claims a profile carries its required client and server (or source and
+//! recipient) agents, typed DCM 110153 / 110152, and, for Create, Read, Update and Delete,
+//! the `entity:data` with its `what`. What it cannot carry:
+//! - `agent.network` on those agents: the log records no network addresses (by design: fewer
+//!   personal data), so there is none, and a validator checking strictly reports it.
+//! - `Query` / `PatientQuery` want an `entity:query` (role 24 Query) with the raw query
+//!   base64-encoded in `query` and no `what`; the log keeps what a search returned
+//!   (`signals:3`), not what was asked, and exports that as an ordinary object entity.
+//!
+//! So the claimed profiles say which BALP pattern an event follows; a strict validator still
+//! finds these two gaps.
 //!
 //! # Sources
 //! The profile canonical URLs, the entity type code system and the codes come from the BALP
@@ -426,6 +435,11 @@ fn profile(event: &AuditEvent, with_patient: bool) -> Option<String> {
                 Interaction::Search => "Query",
                 Interaction::Operation => return None,
             };
+            // Create, Read, Update and Delete require the data entity with its `what`, which
+            // only an object naming one record gives; without it no profile is claimed.
+            if i != Interaction::Search && !event.object.as_deref().is_some_and(names_record) {
+                return None;
+            }
             if with_patient {
                 format!("Patient{base}")
             } else {
@@ -587,8 +601,19 @@ fn agents(event: &AuditEvent, observer: &Observer) -> Vec<Value> {
         mine,
         false,
     ));
+    let counterpart_typed = counterpart.is_some() && theirs != OrgRole::Untyped;
     if let Some(counterpart) = counterpart {
         agents.push(org_agent(&counterpart, None, theirs, peer_asked));
+    }
+    // A RESTful interaction has a client and a server. Without a typed counterpart (a local
+    // call, or the node acting on its own) the observer's organisation is both.
+    if matches!(kind(event.action), Kind::Rest(_)) && !failed_login(event) && !counterpart_typed {
+        agents.push(org_agent(
+            &observer.oin,
+            observer.name.as_deref(),
+            mine.other(),
+            false,
+        ));
     }
     agents
 }
@@ -1314,5 +1339,52 @@ mod tests {
         let asked = requestors(r);
         assert_eq!(asked.len(), 1);
         assert_eq!(asked[0]["who"]["identifier"]["value"], "kring:retention");
+        // The node ran it itself: its organisation is the client and the server.
+        let mine: Vec<&str> = r["agent"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["who"]["identifier"]["value"] == ME)
+            .filter_map(|a| a["type"]["coding"][0]["code"].as_str())
+            .collect();
+        assert_eq!(mine, ["110152", "110153"]);
+    }
+
+    #[test]
+    fn a_restful_profile_is_claimed_only_with_the_data_entity_it_requires() {
+        let draft = || {
+            EventDraft::new(
+                TransactionId::new(),
+                person("l.smit", ME),
+                Action::AuditCheckpoint,
+            )
+            .subjects([subject(1)])
+        };
+        // An object that names no record gives no entity.what: no Read profile.
+        let r = &to_fhir(&at(draft().object("size:12")), &observer())[0];
+        assert!(r.get("meta").is_none(), "{r:#}");
+        let r = &to_fhir(&at(draft()), &observer())[0];
+        assert!(r.get("meta").is_none(), "{r:#}");
+        // A local call: the node's organisation is both client and server.
+        let r = &to_fhir(
+            &at(draft().object("signal:0192e4c4-7f6a-7b3e-9d2a-3f0c8e1b2a4d")),
+            &observer(),
+        )[0];
+        assert!(
+            r["meta"]["profile"][0]
+                .as_str()
+                .unwrap()
+                .ends_with("PatientRead")
+        );
+        let codes: Vec<&str> = r["agent"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a["type"]["coding"][0]["code"].as_str())
+            .collect();
+        assert!(
+            codes.contains(&"110152") && codes.contains(&"110153"),
+            "{codes:?}"
+        );
     }
 }
