@@ -142,6 +142,20 @@ async fn verify_rpc(client: &LocalClient) -> proto::VerifyResponse {
 
 /// Starts a node from `config`, waiting while the store the previous run just closed is still
 /// locked by sled's background threads.
+/// The node's store once re-encryption has resealed every value (waited for boundedly).
+async fn resealed(node: &RunningNode) -> Arc<dyn Store> {
+    let store = node.ledger().store().clone();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while store.data_keys().expect("the key use").needs_reseal() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "re-encryption did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    store
+}
+
 async fn start_again(config: &Config) -> Result<RunningNode, NodeError> {
     for _ in 0..200 {
         match RunningNode::start(config.clone(), Arc::new(SystemClock)).await {
@@ -255,15 +269,7 @@ async fn a_rotation_reencrypts_everything_and_then_the_old_key_can_go() {
         .await
         .expect("the node starts with both keys");
     let clients = connect(&node, &test).await;
-    let store = node.ledger().store().clone();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while store.data_keys().expect("the key use").needs_reseal() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "re-encryption did not finish"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let store = resealed(&node).await;
     let keys = store.data_keys().expect("the key use");
     assert_eq!(
         (keys.active, keys.plaintext, keys.keys.clone()),
@@ -386,15 +392,7 @@ async fn a_start_without_a_key_that_values_still_need_is_refused_naming_it() {
     let node = start_again(&config)
         .await
         .expect("the node starts with both keys");
-    let store = node.ledger().store().clone();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while store.data_keys().expect("the key use").needs_reseal() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "re-encryption did not finish"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let store = resealed(&node).await;
     drop(store);
     node.shutdown().await.expect("a graceful stop");
     config.store.keyring = keyring(&[(2, &two)], 2);
@@ -422,15 +420,7 @@ async fn a_value_under_a_retired_key_is_refused_while_that_key_is_still_configur
     let node = start_again(&config)
         .await
         .expect("the node starts with both keys");
-    let store = node.ledger().store().clone();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while store.data_keys().expect("the key use").needs_reseal() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "re-encryption did not finish"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let store = resealed(&node).await;
     assert_eq!(store.data_keys().expect("the key use").keys, vec![id(2)]);
     drop(store);
     node.shutdown().await.expect("a graceful stop");

@@ -20,7 +20,7 @@ use kring::api::proto;
 use kring::clock::Clock;
 use kring::demo::demo_members;
 use kring::devnet::{PlannedNode, RunningFederation};
-use kring::domain::{Oin, SignalId, UnixMillis};
+use kring::domain::{Oin, Pointer, SignalId, UnixMillis};
 use proto::{AuditAction, Relation};
 use tonic::Code;
 
@@ -29,6 +29,21 @@ const DAY: i64 = UnixMillis::DAY;
 const RETENTION: i64 = 730 * DAY;
 
 /// Every node sweeps often, so that a test waits for milliseconds, not a minute.
+/// `organisation`'s pointer for `signal`, once the index holds it.
+async fn published(
+    federation: &RunningFederation,
+    organisation: &Oin,
+    signal: &SignalId,
+) -> Pointer {
+    let index = federation.node("index").ledger().store().clone();
+    eventually("the pointer is published at the index", || async {
+        index
+            .pointer(organisation, signal)
+            .expect("the index's store reads")
+    })
+    .await
+}
+
 fn fast_sweeps(node: &mut PlannedNode) {
     node.config.sweep_every = Duration::from_millis(100);
 }
@@ -459,15 +474,9 @@ async fn a_signal_ends_when_its_subject_leaves_the_age_range() {
     );
 
     // The pointer at the index carries the expiry and why.
-    let index_store = federation.node("index").ledger().store().clone();
     let school_oin = Oin::parse(SCHOOL).expect("an OIN");
     let child_id = SignalId::parse(&child.id).expect("a signal id");
-    let pointer = eventually("the school's pointer is published", || async {
-        index_store
-            .pointer(&school_oin, &child_id)
-            .expect("the index's store reads")
-    })
-    .await;
+    let pointer = published(&federation, &school_oin, &child_id).await;
     assert_eq!(pointer.expires_at, UnixMillis(child.expires_at_unix_ms));
     assert_eq!(pointer.expiry_reason, kring::domain::ExpiryReason::AgeRange);
 
@@ -794,12 +803,7 @@ async fn pointers_of_one_household_expiring_in_one_sweep_end_every_match() {
     };
     for (oin_text, signal) in &expiring {
         let (organisation, id) = key(oin_text, signal);
-        eventually("the pointer is published", || async {
-            index_store
-                .pointer(&organisation, &id)
-                .expect("the index's store reads")
-        })
-        .await;
+        published(&federation, &organisation, &id).await;
     }
 
     // A day later, the GGD's signal on the mother and reclassering's on the father match them.
@@ -973,15 +977,7 @@ async fn a_publication_that_reaches_the_index_after_its_expiry_is_acknowledged_a
     clock.set(UnixMillis(utc(year, 1, 10, 12)));
     let ggd_signal = register_ok(&mut ggd, worry(CHILD, &[])).await;
     let ggd_id = SignalId::parse(&ggd_signal.id).expect("a signal id");
-    eventually("the GGD's pointer is published", || async {
-        federation
-            .node("index")
-            .ledger()
-            .store()
-            .pointer(&oin(GGD), &ggd_id)
-            .expect("the index's store reads")
-    })
-    .await;
+    published(&federation, &oin(GGD), &ggd_id).await;
 
     // The index is down when the school registers a signal that ends tonight: its
     // publication waits in the school's outbox, and the signal expires there.
@@ -1066,15 +1062,7 @@ async fn the_archive_runs_from_the_withdrawal_not_from_when_the_index_hears_of_i
     let second = register_ok(&mut school, worry(MOTHER, &[])).await;
     for signal in [&first, &second] {
         let id = SignalId::parse(&signal.id).expect("a signal id");
-        eventually("the pointer is published", || async {
-            federation
-                .node("index")
-                .ledger()
-                .store()
-                .pointer(&oin(SCHOOL), &id)
-                .expect("the index's store reads")
-        })
-        .await;
+        published(&federation, &oin(SCHOOL), &id).await;
     }
 
     // A withdrawal time more than a day ahead of the index's clock is refused, and the pointer

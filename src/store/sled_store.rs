@@ -142,6 +142,13 @@ struct KeyUse {
     keys: Vec<(u16, Vec<u8>)>,
 }
 
+impl KeyUse {
+    /// The ids of the keys values may be sealed under.
+    fn ids(&self) -> impl Iterator<Item = DataKeyId> + '_ {
+        self.keys.iter().filter_map(|(id, _)| DataKeyId::new(*id))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     /// sled's page cache, in bytes.
@@ -187,11 +194,7 @@ impl Admitted {
     fn of(key_use: &KeyUse) -> Admitted {
         Admitted {
             plaintext: key_use.plaintext,
-            keys: key_use
-                .keys
-                .iter()
-                .filter_map(|(id, _)| DataKeyId::new(*id))
-                .collect(),
+            keys: key_use.ids().collect(),
         }
     }
 }
@@ -1448,11 +1451,7 @@ impl Store for SledStore {
         Ok(DataKeyUse {
             active: self.keyring.as_ref().map(|k| k.active()),
             plaintext: key_use.plaintext,
-            keys: key_use
-                .keys
-                .iter()
-                .filter_map(|(id, _)| DataKeyId::new(*id))
-                .collect(),
+            keys: key_use.ids().collect(),
         })
     }
 
