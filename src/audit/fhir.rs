@@ -64,14 +64,14 @@
 //! | `signal.register` | any | AET#rest | RI#create | C | PatientCreate / Create |
 //! | `signal.update` | any | AET#rest | RI#update | U | PatientUpdate / Update |
 //! | `signal.withdraw` | any | AET#rest | RI#delete | D | PatientDelete / Delete |
-//! | `signal.list` | any | AET#rest | RI#search | E | PatientQuery / Query |
+//! | `signal.list` | any | AET#rest | RI#search | E | — |
 //! | `signal.expire` | any | AET#rest | RI#delete | D | PatientDelete / Delete |
-//! | `audit.search` | any | AET#rest | RI#search | E | PatientQuery / Query |
+//! | `audit.search` | any | AET#rest | RI#search | E | — |
 //! | `audit.checkpoint` | any | AET#rest | RI#read | R | PatientRead / Read |
 //! | `audit.proof` | any | AET#rest | RI#read | R | PatientRead / Read |
 //! | `audit.verify` | any | AET#rest | RI#operation | E | — |
 //! | `audit.export` | any | DCM#110106 Export | — | R | — |
-//! | `audit.break_glass_queue` | any | AET#rest | RI#search | E | PatientQuery / Query |
+//! | `audit.break_glass_queue` | any | AET#rest | RI#search | E | — |
 //! | `audit.break_glass_review` | any | AET#rest | RI#update | U | PatientUpdate / Update |
 //! | `peer.refused` | any | DCM#110113 Security Alert | DCM#110126 Node Authentication | E | — |
 //! | `directory.accept` | any | DCM#110113 Security Alert | DCM#110129 Security Configuration | E | — |
@@ -90,21 +90,21 @@
 //! | `pointer.lookup` | recipient | DCM#110107 Import | LC#disclose | C | PrivacyDisclosure.Recipient |
 //! | `notice.send` | source | DCM#110106 Export | LC#disclose | R | PrivacyDisclosure.Source |
 //! | `notice.receive` | recipient | DCM#110107 Import | LC#disclose | C | PrivacyDisclosure.Recipient |
-//! | `matches.watch` | any | AET#rest | RI#search | E | PatientQuery / Query |
-//! | `matches.list` | any | AET#rest | RI#search | E | PatientQuery / Query |
+//! | `matches.watch` | any | AET#rest | RI#search | E | — |
+//! | `matches.list` | any | AET#rest | RI#search | E | — |
 //! | `signals.fetch` | source | DCM#110106 Export | LC#disclose | R | PrivacyDisclosure.Source |
 //! | `signals.fetch` | recipient | DCM#110107 Import | LC#disclose | C | PrivacyDisclosure.Recipient |
 //! | `cases.linked_signals` | recipient | DCM#110107 Import | LC#disclose | C | — |
 //! | `cases.break_glass` | recipient | DCM#110107 Import | LC#disclose | C | — |
 //! | `melding.send` | source | DCM#110106 Export | LC#disclose | R | PrivacyDisclosure.Source |
 //! | `melding.receive` | recipient | DCM#110107 Import | LC#disclose | C | PrivacyDisclosure.Recipient |
-//! | `melding.list` | any | AET#rest | RI#search | E | PatientQuery / Query |
+//! | `melding.list` | any | AET#rest | RI#search | E | — |
 //! | `regie.claim` | any | AET#rest | RI#create | C | PatientCreate / Create |
 //! | `regie.release` | any | AET#rest | RI#delete | D | PatientDelete / Delete |
 //! | `waakvlam.start` | any | AET#rest | RI#create | C | PatientCreate / Create |
-//! | `waakvlam.list` | any | AET#rest | RI#search | E | PatientQuery / Query |
+//! | `waakvlam.list` | any | AET#rest | RI#search | E | — |
 //! | `pseudonym.evaluate` | any | AET#rest | RI#operation | E | — |
-//! | `audit.subject_access` | any | AET#rest | RI#search | E | PatientQuery / Query |
+//! | `audit.subject_access` | any | AET#rest | RI#search | E | — |
 //! | `audit.subject_access_fetch` | source | DCM#110106 Export | LC#disclose | R | PrivacyDisclosure.Source |
 //! | `audit.subject_access_fetch` | recipient | DCM#110107 Import | LC#disclose | C | PrivacyDisclosure.Recipient |
 //! | `witness.cosign` | any | AET#rest | RI#operation | E | — |
@@ -112,7 +112,7 @@
 //! | `audit.cosigned` | any | AET#rest | RI#operation | E | — |
 //! | `fork.alert_send` | any | AET#rest | RI#operation | E | — |
 //! | `fork.alert_receive` | any | DCM#110113 Security Alert | — | E | — |
-//! | `audit.forks` | any | AET#rest | RI#search | E | PatientQuery / Query |
+//! | `audit.forks` | any | AET#rest | RI#search | E | — |
 //!
 //! One rule overrides the table: a refusal whose reason starts with `unauthenticated` (no or
 //! an unknown bearer token) is a failed login, DCM#110114 User Authentication with subtype
@@ -128,15 +128,12 @@
 //! # Where the export falls short of BALP
 //! A resource that claims a profile carries its required client and server (or source and
 //! recipient) agents, typed DCM 110153 / 110152, and, for Create, Read, Update and Delete,
-//! the `entity:data` with its `what`. What it cannot carry:
-//! - `agent.network` on those agents: the log records no network addresses (by design: fewer
-//!   personal data), so there is none, and a validator checking strictly reports it.
-//! - `Query` / `PatientQuery` want an `entity:query` (role 24 Query) with the raw query
-//!   base64-encoded in `query` and no `what`; the log keeps what a search returned
-//!   (`signals:3`), not what was asked, and exports that as an ordinary object entity.
-//!
-//! So the claimed profiles say which BALP pattern an event follows; a strict validator still
-//! finds these two gaps.
+//! the `entity:data` with its `what`. A search claims no profile: `Query` / `PatientQuery`
+//! want an `entity:query` (role 24 Query) with the raw query base64-encoded in `query`, and
+//! the log keeps what a search returned (`signals:3`), not what was asked; it is exported as
+//! an ordinary object entity under the basic AuditEvent. What a claimed profile cannot carry:
+//! `agent.network` on its agents. The log records no network addresses (by design: fewer
+//! personal data), so there is none, and a validator checking strictly reports it.
 //!
 //! # Sources
 //! The profile canonical URLs, the entity type code system and the codes come from the BALP
@@ -432,12 +429,12 @@ fn profile(event: &AuditEvent, with_patient: bool) -> Option<String> {
                 Interaction::Read => "Read",
                 Interaction::Update => "Update",
                 Interaction::Delete => "Delete",
-                Interaction::Search => "Query",
-                Interaction::Operation => return None,
+                // Query and PatientQuery want the raw query, which the log does not keep.
+                Interaction::Search | Interaction::Operation => return None,
             };
             // Create, Read, Update and Delete require the data entity with its `what`, which
             // only an object naming one record gives; without it no profile is claimed.
-            if i != Interaction::Search && !event.object.as_deref().is_some_and(names_record) {
+            if !event.object.as_deref().is_some_and(names_record) {
                 return None;
             }
             if with_patient {
