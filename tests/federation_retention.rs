@@ -1088,6 +1088,25 @@ async fn the_archive_runs_from_the_withdrawal_not_from_when_the_index_hears_of_i
         "withdrawn_at_unix_ms",
     );
     assert!(status.message().contains("1 day"), "{status:?}");
+    // So is one before 1970 (five years from the start of time is no date the index can
+    // keep), and the index goes on answering.
+    let before_time = new_transaction();
+    refused(
+        index
+            .retract(in_transaction(
+                proto::RetractRequest {
+                    message_id: kring::domain::MessageId::new().to_string(),
+                    transaction_id: before_time.clone(),
+                    signal_ref: second.id.clone(),
+                    reason: proto::RetractReason::RiskGone as i32,
+                    withdrawn_at_unix_ms: Some(i64::MIN),
+                },
+                &before_time,
+            ))
+            .await,
+        Code::InvalidArgument,
+        "withdrawn_at_unix_ms: must be a time since 1970",
+    );
     audited_refusal(
         &federation,
         "index",

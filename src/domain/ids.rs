@@ -23,8 +23,11 @@ impl UnixMillis {
     }
 
     /// RFC 3339 in UTC with milliseconds, for people.
+    /// The instant as RFC 3339 in UTC; times before 1970 show as 1970, and times past the
+    /// year 9999 (RFC 3339's last) as its last millisecond.
     pub fn rfc3339(self) -> String {
-        let millis = u64::try_from(self.0).unwrap_or(0);
+        const LAST: u64 = 253_402_300_799_999;
+        let millis = u64::try_from(self.0).unwrap_or(0).min(LAST);
         let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis);
         humantime::format_rfc3339_millis(time).to_string()
     }
@@ -230,6 +233,19 @@ impl PrincipalId {
 
 #[cfg(test)]
 mod tests {
+    use super::UnixMillis;
+
+    #[test]
+    fn rfc3339_shows_every_instant_within_its_years() {
+        assert_eq!(UnixMillis(0).rfc3339(), "1970-01-01T00:00:00.000Z");
+        assert_eq!(UnixMillis(-1).rfc3339(), "1970-01-01T00:00:00.000Z");
+        assert_eq!(UnixMillis(i64::MAX).rfc3339(), "9999-12-31T23:59:59.999Z");
+        assert_eq!(
+            UnixMillis(253_402_300_799_999).rfc3339(),
+            "9999-12-31T23:59:59.999Z"
+        );
+    }
+
     use super::*;
 
     #[test]

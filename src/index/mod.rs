@@ -390,12 +390,12 @@ impl IndexService {
                 }
                 let now = txn.now();
                 let latest = now.plus_millis(EXPIRY_SKEW_DAYS * UnixMillis::DAY);
-                if withdrawn_at.is_some_and(|at| at > latest) {
+                if withdrawn_at.is_some_and(|at| at > latest || at.0 < 0) {
                     let e = IndexError::Invalid {
                         field: "withdrawn_at_unix_ms",
                         rule: format!(
-                            "must be at most {EXPIRY_SKEW_DAYS} day (clock skew) after the \
-                             index's clock, that is not after {}",
+                            "must be a time since 1970 and at most {EXPIRY_SKEW_DAYS} day \
+                             (clock skew) after the index's clock, that is not after {}",
                             latest.rfc3339()
                         ),
                     };
