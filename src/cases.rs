@@ -442,7 +442,20 @@ impl CaseService {
 
     /// The meldingen this Veilig Thuis node received.
     pub async fn meldingen(&self, caller: &Caller) -> Result<Vec<ReceivedMelding>, CaseError> {
-        let meldingen = self.ledger.store().meldingen()?;
+        let local = self.signals.local();
+        let meldingen: Vec<ReceivedMelding> = self
+            .ledger
+            .store()
+            .meldingen()?
+            .into_iter()
+            .map(|mut m| {
+                if !m.subject_is_local {
+                    m.subject = local.local(&m.subject);
+                    m.subject_is_local = true;
+                }
+                m
+            })
+            .collect();
         let subjects: Vec<Pseudonym> = meldingen.iter().map(|m| m.subject).collect();
         let event = Self::event(caller, Action::MeldingenList)
             .purpose(Purpose::VtTriage, LegalBasis::Wmo411)

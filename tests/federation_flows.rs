@@ -787,7 +787,7 @@ async fn waakvlam_alerts_the_coordinator_at_once_when_a_household_member_gets_a_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_melding_goes_to_veilig_thuis_only_at_step_five_and_for_the_signals_subject() {
-    let (_dir, federation) = start(&demo_members()).await;
+    let (_dir, mut federation) = start(&demo_members()).await;
     let mut school = client(&federation, SCHOOL_AF).await;
     let mut vt = client(&federation, VT_ANALYST).await;
     let signal = register_ok(&mut school, worry(CHILD, &[(MOTHER, Relation::Parent)])).await;
@@ -923,16 +923,50 @@ async fn a_melding_goes_to_veilig_thuis_only_at_step_five_and_for_the_signals_su
     assert_eq!(received[0].outcome, proto::Outcome::Success as i32);
     assert_eq!(received[0].legal_basis, proto::LegalBasis::Wmo526 as i32);
     assert_reconciled(&federation).await;
-    let vt_config = federation.configs["veilig-thuis"].clone();
-    federation.shutdown().await.unwrap();
+    let federation_p = federation_pseudonym(&federation, CHILD).await;
+    let vt_config = federation.stop("veilig-thuis").await.unwrap();
 
     // Veilig Thuis keeps the subject as its own local pseudonym, like every organisation: read
     // with its data key, its store holds no federation pseudonym for the melding.
-    let store = kring::store::SledStore::open(&vt_config.data_dir.join("store"), &vt_config.store)
-        .expect("Veilig Thuis's stopped store");
-    let kept = kring::store::Store::meldingen(&store).expect("its meldingen");
-    assert_eq!(kept.len(), 1);
-    assert_eq!(kept[0].subject.0.to_vec(), melding.subject);
+    {
+        use kring::store::Store;
+        let store =
+            kring::store::SledStore::open(&vt_config.data_dir.join("store"), &vt_config.store)
+                .expect("Veilig Thuis's stopped store");
+        let kept = store.meldingen().expect("its meldingen");
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].subject.0.to_vec(), melding.subject);
+        assert!(kept[0].subject_is_local);
+        assert_ne!(kept[0].subject, federation_p);
+        // A melding kept before Veilig Thuis converted on arrival holds the federation
+        // pseudonym; it is converted when read.
+        store
+            .apply(&[kring::store::Change::PutMelding(
+                kring::domain::ReceivedMelding {
+                    subject: federation_p,
+                    subject_is_local: false,
+                    ..kept[0].clone()
+                },
+            )])
+            .expect("an older melding written back");
+    }
+    restart(
+        &mut federation,
+        "veilig-thuis",
+        std::sync::Arc::new(kring::clock::SystemClock),
+    )
+    .await;
+    let listed = client(&federation, VT_ANALYST)
+        .await
+        .cases
+        .list_meldingen(proto::ListMeldingenRequest {})
+        .await
+        .expect("Veilig Thuis lists its meldingen")
+        .into_inner()
+        .meldingen;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].melding.as_ref().unwrap().subject, melding.subject);
+    federation.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -285,7 +285,11 @@ pub struct ReceivedMelding {
     pub signal: SignalId,
     /// The subject's local pseudonym at Veilig Thuis (converted when the melding arrives, like
     /// every person an organisation keeps): the same value its own lists and audit events use.
+    /// A melding kept before that (`subject_is_local` false) holds the federation pseudonym and
+    /// is converted when it is read.
     pub subject: Pseudonym,
+    #[serde(default)]
+    pub subject_is_local: bool,
     pub category: Category,
     pub severity: Severity,
     pub registered_at: UnixMillis,

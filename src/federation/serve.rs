@@ -241,6 +241,7 @@ impl PeerHandler {
                     received: txn.now(),
                     signal: melding.signal,
                     subject,
+                    subject_is_local: true,
                     category: melding.category,
                     severity: melding.severity,
                     registered_at: melding.registered_at,
