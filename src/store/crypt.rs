@@ -288,7 +288,9 @@ pub fn parse_key(bytes: &[u8]) -> Result<KeyBytes, String> {
     parse_base64_key(bytes.trim_ascii()).map_err(|e| {
         if bytes.len() == KEY_LEN {
             format!(
-                "holds 32 bytes of text, read as base64: {e} (hex or a passphrase is not a key)"
+                "holds 32 bytes of text, read as base64: {e} (hex or a passphrase is not a key; \
+                 a store already sealed under these 32 bytes keeps its key when they are given \
+                 in base64: `base64 -w0 FILE`)"
             )
         } else {
             e
@@ -331,7 +333,17 @@ pub fn parse_env_key(value: &str, id: DataKeyId) -> Result<KeyBytes, String> {
         }
         Err(_) => return Err("must be ID:BASE64 (the id is not a number)".into()),
     }
-    parse_base64_key(key.trim().as_bytes())
+    let key = key.trim();
+    parse_base64_key(key.as_bytes()).map_err(|e| {
+        if key.len() == KEY_LEN {
+            format!(
+                "{e} (a store already sealed under these 32 characters as a key keeps its key \
+                 when they are given in base64: `printf %s '...' | base64 -w0`)"
+            )
+        } else {
+            e
+        }
+    })
 }
 
 /// Reads a data key file (see [`parse_key`]). On Unix the file must be readable by its owner
@@ -521,11 +533,14 @@ mod tests {
                 error.contains("32 bytes") && !error.contains(text),
                 "{text}: {error}"
             );
+            // How a store sealed under those bytes keeps its key.
+            assert!(error.contains("base64 -w0"), "{text}: {error}");
             let error = parse_key(text.as_bytes()).map(|_| ()).unwrap_err();
             assert!(
                 error.contains("32 bytes of text") && !error.contains(text),
                 "{text}: {error}"
             );
+            assert!(error.contains("base64 -w0 FILE"), "{text}: {error}");
         }
         assert!(
             parse_env_key(&format!("2:{hex}"), id(2))
