@@ -93,6 +93,9 @@ const NOTICE_OF: u8 = b'O';
 /// The last notice cursor handed out (u64 BE): cursors never repeat, even when the newest
 /// notices went with their signal.
 const NOTICE_CURSOR_KEY: &[u8] = b"mnotice_cursor";
+/// Present once every notice about a signal has its `O<signal><cursor>` entry: a store from
+/// before those entries were kept gets them at its first open with its data keys.
+const NOTICE_OF_BUILT_KEY: &[u8] = b"mnotice_of_built";
 /// `A<signal>`: the current match of a signal; `A<signal>h`: its historical match.
 const MATCH: u8 = b'A';
 const HISTORICAL_MATCH_SUFFIX: u8 = b'h';
@@ -213,7 +216,32 @@ impl SledStore {
     /// another key; records the active key as in use.
     pub fn open(path: &Path, options: &StoreOptions) -> Result<SledStore, StoreError> {
         let (db, tree, fresh) = open_tree(path, options)?;
-        SledStore::finish_open(path, db, tree, fresh, options.keyring.clone())
+        let store = SledStore::finish_open(path, db, tree, fresh, options.keyring.clone())?;
+        store.build_notice_index()?;
+        Ok(store)
+    }
+
+    /// Gives every notice about a signal its `O<signal><cursor>` entry, once per store (the
+    /// notices are sealed, so this needs the data keys and is not a schema migration).
+    fn build_notice_index(&self) -> Result<(), StoreError> {
+        if self.tree.contains_key(NOTICE_OF_BUILT_KEY)? {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for notice in self.notices_after(0) {
+            let notice = notice?;
+            if let Some(signal) = notice.notice.signal() {
+                let at = key(
+                    NOTICE_OF,
+                    &[signal.as_bytes(), &notice.cursor.to_be_bytes()],
+                );
+                batch.insert(at, Vec::<u8>::new());
+            }
+        }
+        batch.insert(NOTICE_OF_BUILT_KEY, b"1".as_slice());
+        self.tree.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(())
     }
 
     /// Opens a store with data keys given without their ids (offline tools such as
@@ -1852,5 +1880,49 @@ mod tests {
         }));
         // The newest notice went, but its cursor was handed out: the next one is 4.
         assert_eq!(store.last_notice_cursor().unwrap(), 3);
+    }
+
+    #[test]
+    fn a_store_from_before_the_notice_index_gets_it_at_its_first_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (gone, kept) = (SignalId::new(), SignalId::new());
+        let from = Oin::parse("00000001000000000001").unwrap();
+        let notice = |cursor: u64, signal: SignalId| {
+            Change::PutNotice(Notice {
+                cursor,
+                received: UnixMillis(0),
+                from,
+                notice: IndexNotice::MatchEnded {
+                    signal,
+                    party: from,
+                },
+            })
+        };
+        {
+            let store = open(dir.path(), ring(&[(1, 7)], 1)).unwrap();
+            store
+                .apply(&[notice(1, gone), notice(2, kept), notice(3, gone)])
+                .unwrap();
+            // As an older kring left it: the notices, and no entries to find them by.
+            let entries: Vec<_> = store
+                .tree
+                .scan_prefix([NOTICE_OF])
+                .map(|item| item.unwrap().0)
+                .collect();
+            assert_eq!(entries.len(), 3);
+            for at in entries {
+                store.tree.remove(at).unwrap();
+            }
+            store.tree.remove(NOTICE_OF_BUILT_KEY).unwrap();
+        }
+        let store = open(dir.path(), ring(&[(1, 7)], 1)).unwrap();
+        assert_eq!(store.tree.scan_prefix([NOTICE_OF]).count(), 3);
+        store.apply(&[Change::DeleteNotices(gone)]).unwrap();
+        let feed: Vec<u64> = store
+            .notices_after(0)
+            .map(|n| n.map(|n| n.cursor))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(feed, vec![2]);
     }
 }
