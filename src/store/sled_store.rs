@@ -1847,23 +1847,25 @@ mod tests {
         );
     }
 
+    /// A notice about `signal` at `cursor`, as the index sends it.
+    fn notice(cursor: u64, signal: SignalId) -> Change {
+        let from = Oin::parse("00000001000000000001").unwrap();
+        Change::PutNotice(Notice {
+            cursor,
+            received: UnixMillis(0),
+            from,
+            notice: IndexNotice::MatchEnded {
+                signal,
+                party: from,
+            },
+        })
+    }
+
     #[test]
     fn a_signals_notices_go_with_it_and_cursors_never_repeat() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path(), None).unwrap();
         let (gone, kept) = (SignalId::new(), SignalId::new());
-        let from = Oin::parse("00000001000000000001").unwrap();
-        let notice = |cursor: u64, signal: SignalId| {
-            Change::PutNotice(Notice {
-                cursor,
-                received: UnixMillis(0),
-                from,
-                notice: IndexNotice::MatchEnded {
-                    signal,
-                    party: from,
-                },
-            })
-        };
         store
             .apply(&[notice(1, gone), notice(2, kept), notice(3, gone)])
             .unwrap();
@@ -1886,18 +1888,6 @@ mod tests {
     fn a_store_from_before_the_notice_index_gets_it_at_its_first_open() {
         let dir = tempfile::tempdir().unwrap();
         let (gone, kept) = (SignalId::new(), SignalId::new());
-        let from = Oin::parse("00000001000000000001").unwrap();
-        let notice = |cursor: u64, signal: SignalId| {
-            Change::PutNotice(Notice {
-                cursor,
-                received: UnixMillis(0),
-                from,
-                notice: IndexNotice::MatchEnded {
-                    signal,
-                    party: from,
-                },
-            })
-        };
         {
             let store = open(dir.path(), ring(&[(1, 7)], 1)).unwrap();
             store
