@@ -142,14 +142,9 @@ impl AccessService {
         // At the index, its log names the person by index person id too (as `PeerHandler`
         // searches it for a peer); resolved before anything leaves the node, so a vault that
         // cannot name the person fails the request without asking anyone.
-        let mut subjects = vec![subject, person];
-        if let Some(index) = &self.index {
-            let id = index
-                .person_of(&person)
-                .await
-                .map_err(|e| AccessError::Index(e.to_string()))?;
-            subjects.extend(id);
-        }
+        let subjects = IndexService::names_in_log(self.index.as_deref(), subject, person)
+            .await
+            .map_err(|e| AccessError::Index(e.to_string()))?;
 
         // Every other member, in parallel, under one deadline.
         let mut tasks = tokio::task::JoinSet::new();

@@ -34,6 +34,21 @@ fn ask(bsn: &str) -> proto::SubjectAccessLocalRequest {
     }
 }
 
+/// The report `node`'s privacy officer gets about `bsn`.
+async fn report_of(
+    federation: &kring::devnet::RunningFederation,
+    node: &str,
+    bsn: &str,
+) -> proto::SubjectAccessReport {
+    officer(federation, node)
+        .await
+        .audit
+        .subject_access(ask(bsn))
+        .await
+        .unwrap_or_else(|e| panic!("{node}'s officer asks about {bsn}: {e}"))
+        .into_inner()
+}
+
 /// The events of one organisation in the report.
 fn of<'r>(view: &'r AccessView, oin: &str) -> &'r [kring::domain::AccessedEvent] {
     &view
@@ -791,13 +806,7 @@ async fn the_index_officer_finds_the_index_own_events_about_the_person() {
         .await;
     }
 
-    let report = officer(&federation, "index")
-        .await
-        .audit
-        .subject_access(ask(CHILD))
-        .await
-        .expect("the index's privacy officer may ask")
-        .into_inner();
+    let report = report_of(&federation, "index", CHILD).await;
     assert_eq!(report.sources[0].oin, INDEX, "the index's own log first");
     assert!(report.sources.iter().all(|s| s.answered), "{report:#?}");
     let view = AccessView::new(&report).unwrap();
@@ -853,13 +862,7 @@ async fn a_household_lookup_is_in_every_disclosed_member_report() {
     let triage = response.into_inner();
     assert!(triage.unavailable.is_empty());
 
-    let report = officer(&federation, "school")
-        .await
-        .audit
-        .subject_access(ask(MOTHER))
-        .await
-        .expect("the mother's report")
-        .into_inner();
+    let report = report_of(&federation, "school", MOTHER).await;
     assert!(report.sources.iter().all(|s| s.answered), "{report:#?}");
     let view = AccessView::new(&report).unwrap();
     for (at, counterpart) in [(INDEX, VEILIG_THUIS), (VEILIG_THUIS, INDEX)] {
@@ -879,13 +882,7 @@ async fn a_household_lookup_is_in_every_disclosed_member_report() {
     }
 
     // The child's report holds them too, as before.
-    let report = officer(&federation, "school")
-        .await
-        .audit
-        .subject_access(ask(CHILD))
-        .await
-        .expect("the child's report")
-        .into_inner();
+    let report = report_of(&federation, "school", CHILD).await;
     let view = AccessView::new(&report).unwrap();
     for at in [INDEX, VEILIG_THUIS] {
         assert!(

@@ -444,14 +444,10 @@ impl PeerHandler {
         local: Pseudonym,
         subject: Pseudonym,
     ) -> Result<AccessAnswer, ServeError> {
-        let mut subjects = vec![local, subject];
-        if let Some(index) = &self.index {
-            let person = index
-                .person_of(&subject)
+        let subjects =
+            crate::index::IndexService::names_in_log(self.index.as_deref(), local, subject)
                 .await
                 .map_err(|e| ServeError::Index(e.to_string()))?;
-            subjects.extend(person);
-        }
         let store = self.ledger.store().clone();
         let size = store.audit_size()?;
         let me = self.federation.me();

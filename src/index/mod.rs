@@ -48,9 +48,11 @@ pub const EXPIRY_SKEW_DAYS: i64 = 1;
 /// retention period from its registration, which is no later than now, on a clock that may be
 /// [`EXPIRY_SKEW_DAYS`] ahead of the index's.
 pub fn latest_expiry(now: UnixMillis) -> UnixMillis {
-    let days = i64::from(crate::config::DEFAULT_RETENTION_DAYS) + EXPIRY_SKEW_DAYS;
-    now.plus_millis(days * UnixMillis::DAY)
+    now.plus_millis(LATEST_EXPIRY_DAYS * UnixMillis::DAY)
 }
+
+/// The retention period and the clock skew, in days.
+const LATEST_EXPIRY_DAYS: i64 = crate::config::DEFAULT_RETENTION_DAYS as i64 + EXPIRY_SKEW_DAYS;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -287,10 +289,9 @@ impl IndexService {
                         let e = IndexError::Invalid {
                             field: "expires_at_unix_ms",
                             rule: format!(
-                                "must be at most {} days after the index's clock (the two-year \
-                                 retention period and {EXPIRY_SKEW_DAYS} day for clock skew), \
-                                 that is not after {}",
-                                crate::config::DEFAULT_RETENTION_DAYS as i64 + EXPIRY_SKEW_DAYS,
+                                "must be at most {LATEST_EXPIRY_DAYS} days after the index's \
+                                 clock (the two-year retention period and {EXPIRY_SKEW_DAYS} day \
+                                 for clock skew), that is not after {}",
                                 latest.rfc3339()
                             ),
                         };
@@ -859,6 +860,20 @@ impl IndexService {
     pub async fn person_of(&self, federation: &Pseudonym) -> Result<Option<Pseudonym>, IndexError> {
         let (_entered, keys) = self.vault.enter().await?;
         Ok(Persons::new(keys).find(self.ledger.store().as_ref(), federation)?)
+    }
+
+    /// Every name a node's audit log may have for a person: its local pseudonym, the
+    /// federation pseudonym, and at the index (`index`) the person id its key vault gives.
+    pub async fn names_in_log(
+        index: Option<&IndexService>,
+        local: Pseudonym,
+        federation: Pseudonym,
+    ) -> Result<Vec<Pseudonym>, IndexError> {
+        let mut names = vec![local, federation];
+        if let Some(index) = index {
+            names.extend(index.person_of(&federation).await?);
+        }
+        Ok(names)
     }
 
     /// Starts moving every person to the next key epoch; `event` (an administrator's request)

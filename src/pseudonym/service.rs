@@ -299,8 +299,7 @@ impl PseudonymService {
         let transaction = TransactionId::new();
         let events: Vec<EventDraft> = counts
             .iter()
-            .map(|(organisation, count)| (*organisation, *count))
-            .map(|(organisation, count)| {
+            .map(|(&organisation, count)| {
                 EventDraft::new(transaction, actor.clone(), Action::PseudonymEvaluate)
                     .counterpart(organisation)
                     .object(format!("elements:{count}"))
