@@ -169,6 +169,21 @@ async fn start_again(config: &Config) -> Result<RunningNode, NodeError> {
 }
 
 /// A client per principal of a node restarted from `test`'s configuration.
+/// A signaler's list fails with INTERNAL naming the signal whose record does not open.
+async fn list_fails_naming(clients: &BTreeMap<String, LocalClient>, signal_id: &str) {
+    let failed = clients[SIGNALER]
+        .signals
+        .clone()
+        .list(proto::ListRequest::default())
+        .await
+        .expect_err("a list that reads the signal fails");
+    assert_eq!(failed.code(), tonic::Code::Internal);
+    assert!(
+        failed.message().contains(&format!("signal {signal_id}")),
+        "{failed:?}"
+    );
+}
+
 async fn connect(node: &RunningNode, test: &Restartable) -> BTreeMap<String, LocalClient> {
     common::connect_all(&node.local_addr().to_string(), &test.ca_pem, &test.tokens).await
 }
@@ -454,17 +469,7 @@ async fn a_value_under_a_retired_key_is_refused_while_that_key_is_still_configur
         .await
         .expect("the node starts with both keys");
     let clients = connect(&node, &test).await;
-    let failed = clients[SIGNALER]
-        .signals
-        .clone()
-        .list(proto::ListRequest::default())
-        .await
-        .expect_err("a list that reads the planted signal fails");
-    assert_eq!(failed.code(), tonic::Code::Internal);
-    assert!(
-        failed.message().contains(&format!("signal {}", planted.id)),
-        "{failed:?}"
-    );
+    list_fails_naming(&clients, &planted.id).await;
     node.shutdown().await.expect("a graceful stop");
 }
 
@@ -658,17 +663,7 @@ async fn a_changed_ciphertext_byte_is_detected_and_the_record_named() {
     // The running node names them too: in a failed read, and in its own Verify.
     let node = start_again(&config).await.expect("the node starts");
     let clients = connect(&node, &test).await;
-    let failed = clients[SIGNALER]
-        .signals
-        .clone()
-        .list(proto::ListRequest::default())
-        .await
-        .expect_err("a list that reads the changed signal fails");
-    assert_eq!(failed.code(), tonic::Code::Internal);
-    assert!(
-        failed.message().contains(&format!("signal {}", signal.id)),
-        "{failed:?}"
-    );
+    list_fails_naming(&clients, &signal.id).await;
     let verified = verify_rpc(&clients[OFFICER]).await;
     assert!(!verified.ok);
     assert!(
